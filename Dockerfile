@@ -1,5 +1,5 @@
 # Serving image for the live digit recognizer (a Hugging Face Docker Space listens on 7860).
-# Only the serving requirements: no tensorflow, the model is the committed .tflite.
+# Only the serving requirements: the model is the committed .tflite, run by LiteRT.
 
 # --- client assets: the Socket.IO browser client from the npm registry (no CDN at run time)
 FROM node:20-slim AS client
