@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 MAX_SEQ = 2**53  # largest integer a JavaScript number carries exactly
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 _POINT_TYPES = frozenset({list, tuple})
+_CONTAINER_TYPES = frozenset({list, tuple, dict})
 _NUMBER_TYPES = frozenset({int, float})  # exact types: bool is a subclass of int, not a number
 _DATA_URL_PREFIX = "data:image/"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -124,7 +125,10 @@ def _parse_stroke(stroke: list | tuple, max_coordinate: float) -> np.ndarray:
         return np.empty((0, 2), dtype=np.float64)
     if not set(map(type, stroke)) <= _POINT_TYPES or set(map(len, stroke)) != {2}:
         raise PayloadError("bad_strokes", "Each point must be a pair [x, y] of numbers.")
-    if not set(map(type, chain.from_iterable(stroke))) <= _NUMBER_TYPES:
+    kinds = set(map(type, chain.from_iterable(stroke)))
+    if not kinds <= _NUMBER_TYPES:
+        if kinds & _CONTAINER_TYPES:  # a pair of lists: nested one level too deep
+            raise PayloadError("bad_strokes", "Each point must be a pair [x, y] of numbers.")
         raise PayloadError("bad_coordinate", "Each coordinate must be a number.")
     try:
         points = np.array(stroke, dtype=np.float64)
