@@ -1,0 +1,602 @@
+// Digit Live browser client: pointer drawing, throttled snapshot streaming, live bars.
+// Vanilla JS, no build step. The Socket.IO client is served by the app at /vendor/.
+"use strict";
+
+(() => {
+  // Send at most one snapshot every THROTTLE_MS while the pen moves (protocol asks for 80-100 ms).
+  const THROTTLE_MS = 90;
+  // Backpressure: the next snapshot waits for the answer to the previous one, but never longer.
+  const ANSWER_TIMEOUT_MS = 1000;
+  const PREDICT_TIMEOUT_MS = 5000;
+  // Below this confidence the page says "not sure" instead of pretending to know.
+  const UNSURE_BELOW = 0.6;
+  // A reconnect that has not succeeded after this long is shown as offline (it keeps retrying).
+  const OFFLINE_AFTER_MS = 8000;
+  // Points closer than this (CSS px) to the previous one add payload but no shape.
+  const MIN_STEP_PX = 1.5;
+  // Used until the server's `ready` tells the real limits; conservative on purpose.
+  const DEFAULT_LIMITS = { max_strokes: 64, max_points: 2048 };
+
+  const $ = (sel) => document.querySelector(sel);
+  const canvas = $("#pad");
+  const frame = $("#pad-frame");
+  const ctx = canvas.getContext("2d");
+  const els = {
+    conn: $("#conn"),
+    connLabel: $("#conn-label"),
+    rtt: $("#rtt"),
+    undo: $("#undo"),
+    clear: $("#clear"),
+    predict: $("#predict"),
+    guess: $("#guess"),
+    guessDigit: $("#guess-digit"),
+    guessText: $("#guess-text"),
+    bars: $("#bars"),
+    result: $("#result"),
+    resultDigit: $("#result-digit"),
+    resultConfidence: $("#result-confidence"),
+    resultTop: $("#result-top"),
+    resultInput: $("#result-input"),
+    resultHint: $("#result-hint"),
+    announce: $("#announce"),
+    notice: $("#notice"),
+    modelInfo: $("#model-info"),
+  };
+
+  // ---------------------------------------------------------------- drawing state
+  /** Strokes in CSS pixels of the canvas (x right, y down): exactly what the server receives. */
+  let strokes = [];
+  let active = null; // { id, points } of the one pointer that is drawing
+  let cssW = 0;
+  let cssH = 0;
+  let limits = { ...DEFAULT_LIMITS };
+
+  function inkColor() {
+    return getComputedStyle(document.documentElement).getPropertyValue("--ink").trim() || "#111";
+  }
+
+  function lineWidth() {
+    return Math.max(6, Math.min(cssW, cssH) * 0.045);
+  }
+
+  /** Size the backing store by devicePixelRatio (crisp ink) and keep strokes in CSS px. */
+  function resizeCanvas() {
+    const w = canvas.clientWidth;
+    const h = canvas.clientHeight;
+    if (!w || !h) return;
+    if (cssW && cssH && (w !== cssW || h !== cssH)) {
+      const sx = w / cssW;
+      const sy = h / cssH;
+      strokes = strokes.map((s) => s.map(([x, y]) => [round1(x * sx), round1(y * sy)]));
+      if (active) active.points = strokes[strokes.length - 1];
+    }
+    cssW = w;
+    cssH = h;
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+    ctx.setTransform(canvas.width / w, 0, 0, canvas.height / h, 0, 0);
+    redraw();
+  }
+
+  function styleContext() {
+    ctx.strokeStyle = ctx.fillStyle = inkColor();
+    ctx.lineWidth = lineWidth();
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+  }
+
+  function redraw() {
+    ctx.clearRect(0, 0, cssW, cssH);
+    styleContext();
+    for (const s of strokes) drawStroke(s);
+  }
+
+  /** Quadratic curves through the midpoints: smooth ink without extra points on the wire. */
+  function drawStroke(pts) {
+    if (pts.length === 1) return drawDot(pts[0]);
+    ctx.beginPath();
+    ctx.moveTo(pts[0][0], pts[0][1]);
+    for (let i = 1; i < pts.length - 1; i++) {
+      const mx = (pts[i][0] + pts[i + 1][0]) / 2;
+      const my = (pts[i][1] + pts[i + 1][1]) / 2;
+      ctx.quadraticCurveTo(pts[i][0], pts[i][1], mx, my);
+    }
+    const last = pts[pts.length - 1];
+    ctx.lineTo(last[0], last[1]);
+    ctx.stroke();
+  }
+
+  function drawDot([x, y]) {
+    ctx.beginPath();
+    ctx.arc(x, y, ctx.lineWidth / 2, 0, Math.PI * 2);
+    ctx.fill();
+  }
+
+  /** Draw only the newest piece of a stroke; opaque ink makes the small overlap invisible. */
+  function drawTail(pts) {
+    const n = pts.length;
+    if (n < 2) return;
+    const mid = (a, b) => [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+    const start = n > 2 ? mid(pts[n - 3], pts[n - 2]) : pts[0];
+    const end = mid(pts[n - 2], pts[n - 1]);
+    ctx.beginPath();
+    ctx.moveTo(start[0], start[1]);
+    ctx.quadraticCurveTo(pts[n - 2][0], pts[n - 2][1], end[0], end[1]);
+    ctx.lineTo(pts[n - 1][0], pts[n - 1][1]);
+    ctx.stroke();
+  }
+
+  function round1(v) {
+    return Math.round(v * 10) / 10;
+  }
+
+  /** Pointer position in canvas CSS px, correct under CSS transforms/zoom of the page. */
+  function pointOf(e) {
+    const r = canvas.getBoundingClientRect();
+    const x = ((e.clientX - r.left) * cssW) / r.width;
+    const y = ((e.clientY - r.top) * cssH) / r.height;
+    return [round1(Math.min(Math.max(x, 0), cssW)), round1(Math.min(Math.max(y, 0), cssH))];
+  }
+
+  function totalPoints() {
+    let n = 0;
+    for (const s of strokes) n += s.length;
+    return n;
+  }
+
+  canvas.addEventListener("pointerdown", (e) => {
+    if (active || (e.pointerType === "mouse" && e.button !== 0)) return;
+    if (strokes.length >= limits.max_strokes) {
+      showNotice(`That is ${limits.max_strokes} strokes, the most one drawing may have. Undo or clear.`);
+      return;
+    }
+    e.preventDefault();
+    canvas.setPointerCapture(e.pointerId);
+    const points = [pointOf(e)];
+    active = { id: e.pointerId, points };
+    strokes.push(points);
+    frame.classList.add("drawing");
+    styleContext();
+    drawDot(points[0]);
+    drawingChanged();
+    markDirty(false);
+  });
+
+  canvas.addEventListener("pointermove", (e) => {
+    if (!active || e.pointerId !== active.id) return;
+    const batch = e.getCoalescedEvents ? e.getCoalescedEvents() : [];
+    let added = false;
+    for (const ev of batch.length ? batch : [e]) {
+      if (totalPoints() >= limits.max_points) break;
+      const p = pointOf(ev);
+      const last = active.points[active.points.length - 1];
+      if (Math.hypot(p[0] - last[0], p[1] - last[1]) < MIN_STEP_PX) continue;
+      active.points.push(p);
+      drawTail(active.points);
+      added = true;
+    }
+    if (added) markDirty(false);
+  });
+
+  function endStroke(e) {
+    if (!active || e.pointerId !== active.id) return;
+    active = null;
+    frame.classList.remove("drawing");
+    markDirty(true); // every stroke end is sent without waiting for the throttle
+  }
+  canvas.addEventListener("pointerup", endStroke);
+  canvas.addEventListener("pointercancel", endStroke);
+  canvas.addEventListener("lostpointercapture", endStroke);
+
+  new ResizeObserver(resizeCanvas).observe(canvas);
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redraw);
+  // devicePixelRatio changes (browser zoom, moving the window to another screen) resize the store.
+  (function watchDpr() {
+    const mq = window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`);
+    mq.addEventListener("change", () => (resizeCanvas(), watchDpr()), { once: true });
+  })();
+
+  // ---------------------------------------------------------------- actions
+  function drawingChanged() {
+    const has = strokes.length > 0;
+    canvas.dataset.strokes = String(strokes.length);
+    frame.classList.toggle("has-ink", has);
+    els.undo.disabled = !has;
+    els.clear.disabled = !has;
+    updatePredictButton();
+    hideResult();
+    if (!has) resetReading();
+  }
+
+  function updatePredictButton() {
+    els.predict.disabled = strokes.length === 0 || !socket.connected;
+  }
+
+  function undo() {
+    if (!strokes.length || active) return;
+    strokes.pop();
+    redraw();
+    drawingChanged();
+    markDirty(true); // the server re-reads the drawing without its last stroke
+  }
+
+  function clearAll() {
+    if (active) return;
+    strokes = [];
+    redraw();
+    drawingChanged();
+    dirty = false;
+    const seq = nextSeq();
+    shownSeq = seq; // answers about the old drawing are now stale
+    if (socket.connected) socket.emit("clear", { seq });
+    announce("Cleared");
+  }
+
+  function predict() {
+    if (!strokes.length) return showNotice("Draw a digit first.");
+    if (!socket.connected) return showNotice("Not connected yet; try again in a moment.");
+    const seq = nextSeq();
+    pendingPredict = { seq, timer: setTimeout(predictTimedOut, PREDICT_TIMEOUT_MS) };
+    els.predict.setAttribute("aria-busy", "true");
+    socket.emit("predict", payload(seq));
+  }
+
+  function predictTimedOut() {
+    pendingPredict = null;
+    els.predict.removeAttribute("aria-busy");
+    showNotice("No answer from the server. Try Predict again.");
+  }
+
+  els.undo.addEventListener("click", undo);
+  els.clear.addEventListener("click", clearAll);
+  els.predict.addEventListener("click", predict);
+
+  document.addEventListener("keydown", (e) => {
+    if (e.defaultPrevented || e.isComposing || e.repeat) return;
+    if (e.key === "Enter") {
+      // A focused button already handles Enter as its own click.
+      if (e.target.closest && e.target.closest("button, a, input, textarea, select")) return;
+      e.preventDefault();
+      predict();
+    } else if (e.key === "Escape") {
+      clearAll();
+    } else if ((e.ctrlKey || e.metaKey) && !e.shiftKey && !e.altKey && e.key.toLowerCase() === "z") {
+      e.preventDefault();
+      undo();
+    }
+  });
+
+  // ---------------------------------------------------------------- streaming
+  let seqCounter = 0;
+  let shownSeq = 0; // newest seq whose answer is on screen (or that reset the screen)
+  let dirty = false; // drawing changed since the last snapshot sent
+  let urgent = false; // a stroke ended: send without waiting for the throttle
+  let inFlight = null; // { seq, timer } of the one unanswered snapshot
+  let lastSendAt = -Infinity;
+  let throttleTimer = null;
+  let pendingPredict = null;
+  const sentAt = new Map(); // seq -> performance.now(), for the round-trip display
+
+  function nextSeq() {
+    seqCounter += 1;
+    sentAt.set(seqCounter, performance.now());
+    if (sentAt.size > 64) sentAt.delete(sentAt.keys().next().value);
+    return seqCounter;
+  }
+
+  function payload(seq) {
+    return { seq, strokes, width: cssW, height: cssH };
+  }
+
+  function markDirty(isUrgent) {
+    dirty = true;
+    urgent = urgent || isUrgent;
+    pump();
+  }
+
+  /** Send the newest drawing if nothing is in flight and the throttle allows it. */
+  function pump() {
+    if (!dirty || inFlight || !socket.connected) return;
+    const wait = urgent ? 0 : lastSendAt + THROTTLE_MS - performance.now();
+    if (wait > 0) {
+      if (!throttleTimer) throttleTimer = setTimeout(() => ((throttleTimer = null), pump()), wait);
+      return;
+    }
+    clearTimeout(throttleTimer);
+    throttleTimer = null;
+    const seq = nextSeq();
+    dirty = false;
+    urgent = false;
+    lastSendAt = performance.now();
+    inFlight = { seq, timer: setTimeout(() => release(seq), ANSWER_TIMEOUT_MS) };
+    socket.emit("snapshot", payload(seq));
+  }
+
+  /** The answer (or error, or timeout) for `seq` frees the single in-flight slot. */
+  function release(seq) {
+    if (!inFlight || seq < inFlight.seq) return;
+    clearTimeout(inFlight.timer);
+    inFlight = null;
+    pump();
+  }
+
+  function showRtt(seq) {
+    const t0 = sentAt.get(seq);
+    if (t0 === undefined) return;
+    sentAt.delete(seq);
+    els.rtt.textContent = `${Math.max(1, Math.round(performance.now() - t0))} ms`;
+  }
+
+  // ---------------------------------------------------------------- rendering answers
+  const bars = [];
+  for (let d = 0; d < 10; d++) {
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-label", `Digit ${d}`);
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", "0");
+    bar.dataset.digit = String(d);
+    bar.innerHTML =
+      '<span class="bar-pct"></span><span class="bar-track"><span class="bar-fill"></span></span>' +
+      `<span class="bar-digit" aria-hidden="true">${d}</span>`;
+    els.bars.appendChild(bar);
+    bars.push({
+      el: bar,
+      pct: bar.querySelector(".bar-pct"),
+      fill: bar.querySelector(".bar-fill"),
+    });
+  }
+
+  function pctText(p) {
+    return p >= 0.995 ? "100%" : p < 0.005 ? "" : `${Math.round(p * 100)}%`;
+  }
+
+  /** Validated copy of the ten probabilities, or null: never trust what arrives over the wire. */
+  function probsOf(msg) {
+    const probs = msg && msg.probabilities;
+    if (msg.empty || !Array.isArray(probs) || probs.length !== 10) return null;
+    const clean = probs.map((p) => (Number.isFinite(p) ? Math.min(Math.max(p, 0), 1) : 0));
+    return clean;
+  }
+
+  function argmax(a) {
+    let best = 0;
+    for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+    return best;
+  }
+
+  function setBars(probs, lead) {
+    bars.forEach((b, d) => {
+      const p = probs ? probs[d] : 0;
+      b.fill.style.transform = `scaleY(${p})`;
+      b.pct.textContent = probs ? pctText(p) : "";
+      b.el.setAttribute("aria-valuenow", String(Math.round(p * 100)));
+      b.el.classList.toggle("lead", d === lead);
+    });
+  }
+
+  function resetReading() {
+    setBars(null, -1);
+    els.bars.dataset.state = "empty";
+    delete els.bars.dataset.digit;
+    els.guess.dataset.state = "empty";
+    els.guessDigit.textContent = "–";
+    els.guessText.textContent = strokes.length ? "Reading…" : "Nothing drawn yet";
+  }
+
+  /** Live reading: bars plus the short verdict next to them. Returns the shown probabilities. */
+  function showReading(msg) {
+    els.bars.dataset.seq = String(msg.seq);
+    const probs = probsOf(msg);
+    if (!probs) {
+      resetReading();
+      return null;
+    }
+    const lead = argmax(probs);
+    const conf = probs[lead];
+    const sure = conf >= UNSURE_BELOW;
+    setBars(probs, lead);
+    els.bars.dataset.state = sure ? "sure" : "unsure";
+    els.bars.dataset.digit = String(lead);
+    els.guess.dataset.state = sure ? "sure" : "unsure";
+    if (sure) {
+      els.guessDigit.textContent = String(lead);
+      els.guessText.textContent = `Looks like a ${lead}`;
+    } else {
+      const second = argmax(probs.map((p, i) => (i === lead ? -1 : p)));
+      els.guessDigit.textContent = "?";
+      els.guessText.textContent = `Not sure: ${lead} or ${second}?`;
+    }
+    return probs;
+  }
+
+  function showResult(msg, probs) {
+    const lead = argmax(probs);
+    const conf = probs[lead];
+    const sure = conf >= UNSURE_BELOW;
+    els.result.dataset.state = sure ? "sure" : "unsure";
+    els.result.dataset.digit = String(lead);
+    els.resultDigit.textContent = String(lead);
+    els.resultConfidence.textContent = sure
+      ? `${Math.round(conf * 100)}% sure`
+      : `Not sure (${Math.round(conf * 100)}%)`;
+    const top = probs
+      .map((p, d) => ({ d, p }))
+      .sort((a, b) => b.p - a.p)
+      .slice(0, 3);
+    els.resultTop.replaceChildren(
+      ...top.map(({ d, p }) => {
+        const li = document.createElement("li");
+        li.innerHTML =
+          '<span class="t-digit"></span><span class="t-track"><span class="t-fill"></span></span>' +
+          '<span class="t-pct"></span>';
+        li.querySelector(".t-digit").textContent = String(d);
+        li.querySelector(".t-fill").style.width = `${(p * 100).toFixed(1)}%`;
+        li.querySelector(".t-pct").textContent = `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`;
+        return li;
+      }),
+    );
+    const input = typeof msg.input === "string" && msg.input.startsWith("data:image/png;base64,");
+    els.resultInput.hidden = !input;
+    if (input) els.resultInput.src = msg.input;
+    els.result.hidden = false;
+    els.resultHint.hidden = true;
+    // On a phone the answer may be below the fold; bring it in without jumping.
+    els.result.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    announce(
+      sure
+        ? `Prediction: ${lead}, ${Math.round(conf * 100)} percent confident.`
+        : `Not sure. Best guess ${lead}, ${Math.round(conf * 100)} percent.`,
+    );
+  }
+
+  function hideResult() {
+    els.result.hidden = true;
+    els.resultHint.hidden = false;
+  }
+
+  function announce(text) {
+    els.announce.textContent = text;
+  }
+
+  let noticeTimer = null;
+  function showNotice(text) {
+    els.notice.textContent = text;
+    els.notice.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => (els.notice.hidden = true), 4000);
+  }
+
+  // ---------------------------------------------------------------- connection
+  // WebSocket first (no sticky sessions needed behind a proxy); fall back to polling if blocked.
+  const socket = io({
+    transports: ["websocket", "polling"],
+    tryAllTransports: true,
+    reconnectionDelay: 300,
+    reconnectionDelayMax: 2000,
+    timeout: 5000,
+  });
+  let downSince = null;
+  let offlineTimer = null;
+
+  function setConn(state) {
+    const labels = {
+      connecting: "Connecting…",
+      live: "Live",
+      reconnecting: "Reconnecting…",
+      offline: "Offline",
+    };
+    els.conn.dataset.state = state;
+    els.connLabel.textContent = labels[state];
+    if (state !== "live") els.rtt.textContent = "";
+    updatePredictButton();
+  }
+
+  function connectionLost(firstState) {
+    if (downSince === null) downSince = performance.now();
+    const stale = performance.now() - downSince >= OFFLINE_AFTER_MS || !navigator.onLine;
+    setConn(stale ? "offline" : firstState);
+    if (!offlineTimer && !stale) {
+      offlineTimer = setTimeout(() => {
+        offlineTimer = null;
+        if (!socket.connected) setConn("offline");
+      }, OFFLINE_AFTER_MS);
+    }
+  }
+
+  /** Answers for the old connection will never come: free the in-flight slot and pending predict. */
+  function dropOutstanding() {
+    if (inFlight) clearTimeout(inFlight.timer);
+    inFlight = null;
+    if (pendingPredict) {
+      clearTimeout(pendingPredict.timer);
+      pendingPredict = null;
+      els.predict.removeAttribute("aria-busy");
+    }
+  }
+
+  socket.on("connect", () => {
+    downSince = null;
+    clearTimeout(offlineTimer);
+    offlineTimer = null;
+    setConn("live");
+    dropOutstanding();
+    if (strokes.length) markDirty(true); // the new server session starts from our drawing
+  });
+
+  socket.on("disconnect", (reason) => {
+    dropOutstanding();
+    connectionLost("reconnecting");
+    // The server closing the session on purpose stops auto-reconnect; come back anyway.
+    if (reason === "io server disconnect") setTimeout(() => socket.connect(), 1000);
+  });
+
+  socket.on("connect_error", () => connectionLost(seqCounter || downSince ? "reconnecting" : "connecting"));
+  socket.io.on("reconnect_attempt", () => connectionLost("reconnecting"));
+  window.addEventListener("offline", () => connectionLost("reconnecting"));
+  window.addEventListener("online", () => {
+    if (!socket.connected) socket.connect();
+  });
+
+  socket.on("ready", (msg) => {
+    if (msg && msg.limits && typeof msg.limits === "object") {
+      for (const key of Object.keys(DEFAULT_LIMITS)) {
+        const v = msg.limits[key];
+        if (Number.isInteger(v) && v > 0) limits[key] = v;
+      }
+    }
+    const m = msg && msg.model;
+    if (m && m.name) {
+      const acc = Number.isFinite(m.test_accuracy)
+        ? ` · ${(m.test_accuracy * 100).toFixed(2)}% on MNIST test`
+        : "";
+      els.modelInfo.textContent = `Model ${m.name}${m.version ? ` v${m.version}` : ""}${acc}`;
+    }
+  });
+
+  socket.on("probabilities", (msg) => {
+    if (!msg || !Number.isInteger(msg.seq)) return;
+    release(msg.seq);
+    showRtt(msg.seq);
+    if (msg.seq < shownSeq) return; // an older drawing's answer arrived late
+    shownSeq = msg.seq;
+    showReading(msg);
+  });
+
+  socket.on("prediction", (msg) => {
+    if (!msg || !Number.isInteger(msg.seq)) return;
+    showRtt(msg.seq);
+    if (!pendingPredict || msg.seq !== pendingPredict.seq) return;
+    clearTimeout(pendingPredict.timer);
+    pendingPredict = null;
+    els.predict.removeAttribute("aria-busy");
+    if (msg.seq < shownSeq) return; // the drawing was cleared meanwhile
+    shownSeq = msg.seq;
+    const probs = showReading(msg);
+    if (probs) showResult(msg, probs);
+    else showNotice("The canvas is empty: draw a digit first.");
+  });
+
+  socket.on("cleared", (msg) => msg && Number.isInteger(msg.seq) && showRtt(msg.seq));
+
+  socket.on("error", (msg) => {
+    if (!msg || typeof msg !== "object") return;
+    if (Number.isInteger(msg.seq)) {
+      release(msg.seq);
+      sentAt.delete(msg.seq);
+      if (pendingPredict && msg.seq === pendingPredict.seq) {
+        clearTimeout(pendingPredict.timer);
+        pendingPredict = null;
+        els.predict.removeAttribute("aria-busy");
+      }
+    }
+    showNotice(typeof msg.message === "string" ? msg.message : "The server could not read that.");
+  });
+
+  resizeCanvas();
+  drawingChanged();
+  setConn("connecting");
+})();
