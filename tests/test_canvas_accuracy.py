@@ -1,0 +1,113 @@
+"""Acceptance: the served model is as accurate on canvases as on MNIST itself.
+
+MNIST test digits are placed on a 280x280 canvas at random positions and sizes, in three
+styles a client may send (dark ink on light paper, light on dark, ink in the alpha
+channel of a transparent canvas), encoded as PNG and run through the real pipeline. The
+naive "resize the whole canvas to 28x28" approach is measured on the same canvases to show
+what the MNIST convention buys. Results are printed and written to artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from server.drawing import DEFAULT_LIMITS
+from server.preprocess import image_to_input
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "model" / "digits.tflite"
+CANVAS = 280
+SAMPLES = 2000
+SEED = 20261128
+STYLES = ("dark_on_light", "light_on_dark", "alpha")
+TOLERANCE = 0.003  # 0.3 accuracy points
+
+
+def canvas_png(digit: np.ndarray, rng: np.random.Generator, style: str) -> bytes:
+    """One MNIST digit (ink = 255) drawn on a canvas at a random place and size."""
+    side = int(rng.uniform(0.15, 0.9) * CANVAS)
+    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR)
+    coverage = Image.new("L", (CANVAS, CANVAS))
+    coverage.paste(ink, tuple(int(v) for v in rng.integers(0, CANVAS - side + 1, size=2)))
+    if style == "alpha":
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        image = Image.new("RGBA", (CANVAS, CANVAS), (*colour, 0))
+        image.putalpha(coverage)
+    else:
+        dark = tuple(int(c) for c in rng.integers(0, 60, size=3))
+        light = tuple(int(c) for c in rng.integers(200, 256, size=3))
+        paper, pen = (light, dark) if style == "dark_on_light" else (dark, light)
+        image = Image.composite(
+            Image.new("RGB", coverage.size, pen), Image.new("RGB", coverage.size, paper), coverage
+        )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def naive_input(data: bytes) -> np.ndarray:
+    """The whole canvas shrunk to 28x28, with polarity handled: only the geometry is naive."""
+    image = Image.open(io.BytesIO(data))
+    if image.mode == "RGBA":
+        ink = image.getchannel("A")
+    else:
+        gray = image.convert("L")
+        ink = gray.point(lambda v: 255 - v) if gray.getpixel((0, 0)) >= 128 else gray
+    small = ink.resize((28, 28), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    if not MODEL.exists():
+        pytest.skip("model/digits.tflite has not been built")
+    from server.inference import Classifier
+
+    return Classifier.load(MODEL)
+
+
+@pytest.fixture(scope="module")
+def canvases():
+    from model.data import load_mnist
+
+    _, (x_test, y_test) = load_mnist()
+    rng = np.random.default_rng(SEED)
+    index = rng.choice(len(x_test), SAMPLES, replace=False)
+    styles = [STYLES[i % len(STYLES)] for i in range(SAMPLES)]
+    pngs = [canvas_png(x_test[i], rng, style) for i, style in zip(index, styles, strict=True)]
+    return x_test[index], y_test[index], styles, pngs
+
+
+def accuracy(classifier, x: np.ndarray, y: np.ndarray) -> float:
+    return float((classifier.predict(x).argmax(axis=1) == y).mean())
+
+
+def test_pipeline_matches_raw_mnist_and_beats_naive_resize(classifier, canvases):
+    raw, labels, styles, pngs = canvases
+    pipeline = np.stack([image_to_input(p, DEFAULT_LIMITS.max_image_pixels) for p in pngs])
+    naive = np.stack([naive_input(p) for p in pngs])
+    assert pipeline.dtype == np.float32 and pipeline.shape == (SAMPLES, 28, 28)
+
+    styles = np.array(styles)
+    hits = classifier.predict(pipeline).argmax(axis=1) == labels
+    result = {
+        "samples": SAMPLES,
+        "seed": SEED,
+        "raw_mnist": accuracy(classifier, raw.astype(np.float32) / 255, labels),
+        "pipeline": float(hits.mean()),
+        "naive_resize": accuracy(classifier, naive, labels),
+        "pipeline_by_style": {s: float(hits[styles == s].mean()) for s in STYLES},
+    }
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "canvas_accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("\ncanvas accuracy:", json.dumps(result, indent=2))
+
+    assert result["pipeline"] >= result["raw_mnist"] - TOLERANCE
+    assert result["naive_resize"] < result["pipeline"] - 0.2

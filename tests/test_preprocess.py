@@ -1,0 +1,259 @@
+"""Preprocessing: strokes and images both end up as MNIST-style 28x28 inputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from server.drawing import Drawing, Limits, PayloadError, parse_drawing
+from server.preprocess import (
+    BOX,
+    image_to_input,
+    render_strokes,
+    to_model_input,
+    to_png_data_url,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_PIXELS = Limits().max_image_pixels
+SEVEN = [[[40.0, 40.0], [200.0, 40.0], [110.0, 250.0]], [[80.0, 150.0], [170.0, 150.0]]]
+
+
+def assert_model_input(x: np.ndarray) -> None:
+    assert x.shape == (28, 28) and x.dtype == np.float32
+    assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+
+
+def ink_box(x: np.ndarray, threshold: float = 0.0) -> tuple[int, int]:
+    """(height, width) of the pixels above threshold."""
+    rows = np.flatnonzero((x > threshold).any(axis=1))
+    cols = np.flatnonzero((x > threshold).any(axis=0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
+    grid = np.arange(28) + 0.5
+    return float(x.sum(axis=1) @ grid / x.sum()), float(x.sum(axis=0) @ grid / x.sum())
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# --- strokes -----------------------------------------------------------------------------
+
+
+def test_digit_follows_the_mnist_convention():
+    x = render_strokes(SEVEN)
+    assert_model_input(x)
+    assert max(ink_box(x)) in (BOX, BOX + 1)  # longer side fills the 20 px box
+    cy, cx = centre_of_mass(x)
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    assert x.max() == 1.0  # the pen's core is full ink, as in MNIST
+
+
+@pytest.mark.parametrize("strokes", [[], [[]], [np.empty((0, 2))]])
+def test_no_points_is_empty(strokes):
+    assert render_strokes(strokes) is None
+
+
+@pytest.mark.parametrize("strokes", [[[[50, 60]]], [[[50, 60]] * 30], [[[1e6, -1e6]]]])
+def test_a_single_point_is_a_small_dot(strokes):
+    x = render_strokes(strokes)
+    assert_model_input(x)
+    height, width = ink_box(x)
+    assert height <= 4 and width <= 4 and x.max() > 0.5
+
+
+def test_a_one_point_stroke_counts_as_ink():
+    without = render_strokes([[[0, 0], [0, 100]]])
+    with_dot = render_strokes([[[0, 0], [0, 100]], [[60, 50]]])
+    assert with_dot.sum() > without.sum()
+    assert ink_box(with_dot)[1] > 10  # the dot widened the digit
+
+
+def test_vertical_line_stays_a_thin_one():
+    x = render_strokes([[[100, 20], [100, 260]]])
+    height, width = ink_box(x, threshold=0.05)
+    assert height >= BOX - 1 and width <= 4
+
+
+def test_horizontal_line_stays_thin():
+    height, width = ink_box(render_strokes([[[20, 100], [260, 100]]]), threshold=0.05)
+    assert width >= BOX - 1 and height <= 4
+
+
+def test_size_position_and_brush_do_not_matter():
+    """The same shape tiny, huge, far away and negative gives the same input."""
+    reference = render_strokes(SEVEN)
+    for scale, shift in [(0.05, 0), (40.0, 0), (1.0, -5e5), (3.0, 9e5)]:
+        moved = [np.asarray(s) * scale + shift for s in SEVEN]
+        np.testing.assert_allclose(render_strokes(moved), reference, atol=0.02)
+
+
+def test_duplicate_points_change_nothing():
+    doubled = [np.repeat(np.asarray(s), 5, axis=0) for s in SEVEN]
+    np.testing.assert_allclose(render_strokes(doubled), render_strokes(SEVEN), atol=1e-6)
+
+
+def test_thousands_of_points():
+    t = np.linspace(0, 2 * math.pi, 20_000)
+    ring = np.column_stack((140 + 100 * np.cos(t), 140 + 120 * np.sin(t)))
+    x = render_strokes([ring])
+    assert_model_input(x)
+    assert x[14, 14] == 0 and x[14, 5:23].max() == 1.0  # a hollow "0"
+
+
+def test_wider_pen_for_training_augmentation():
+    assert render_strokes(SEVEN, pen_width=3.5).sum() > render_strokes(SEVEN).sum()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)).map(list), max_size=30),
+        max_size=6,
+    )
+)
+def test_any_valid_stroke_drawing_gives_none_or_a_valid_input(strokes):
+    x = to_model_input(parse_drawing({"seq": 0, "strokes": strokes}))
+    if any(strokes):
+        assert_model_input(x)
+        assert x.max() > 0
+    else:
+        assert x is None
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def digit_image(polarity: str) -> Image.Image:
+    """A thick "7" on a 200x160 canvas, drawn off-centre."""
+    coverage = Image.new("L", (200, 160))
+    draw = ImageDraw.Draw(coverage)
+    draw.line([(20, 20), (90, 20), (50, 120)], fill=255, width=9)
+    if polarity == "alpha":
+        image = Image.new("RGBA", coverage.size, (30, 30, 200, 0))
+        image.putalpha(coverage)
+        return image
+    dark, light = Image.new("L", coverage.size, 10), Image.new("L", coverage.size, 245)
+    pen, paper = (dark, light) if polarity == "dark_on_light" else (light, dark)
+    return Image.composite(pen, paper, coverage).convert("RGB")
+
+
+def test_both_polarities_and_alpha_give_the_same_input():
+    inputs = [
+        image_to_input(png(digit_image(p)), MAX_PIXELS)
+        for p in ("dark_on_light", "light_on_dark", "alpha")
+    ]
+    for x in inputs:
+        assert_model_input(x)
+        assert max(ink_box(x)) in (BOX, BOX + 1)
+        cy, cx = centre_of_mass(x)
+        assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    np.testing.assert_allclose(inputs[0], inputs[1], atol=0.02)
+    np.testing.assert_allclose(inputs[0], inputs[2], atol=0.02)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_lossy_formats(fmt):
+    reference = image_to_input(png(digit_image("dark_on_light")), MAX_PIXELS)
+    x = image_to_input(png(digit_image("dark_on_light"), fmt), MAX_PIXELS)
+    assert_model_input(x)
+    assert np.abs(x - reference).mean() < 0.05
+
+
+def test_palette_and_greyscale_alpha_images():
+    rgba = digit_image("alpha")
+    reference = image_to_input(png(rgba), MAX_PIXELS)
+    palette = rgba.quantize(64, method=Image.Quantize.FASTOCTREE)  # P with an RGBA palette
+    for image in (rgba.convert("LA"), palette):
+        np.testing.assert_allclose(image_to_input(png(image), MAX_PIXELS), reference, atol=0.1)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGBA", (280, 280), (0, 0, 0, 0)),  # an untouched browser canvas
+        Image.new("RGB", (280, 280), "white"),
+        Image.new("L", (50, 50), 128),
+        Image.new("L", (1, 1), 0),
+        Image.new("RGBA", (1, 1), (0, 0, 0, 0)),
+    ],
+)
+def test_blank_images_are_empty(image):
+    assert image_to_input(png(image), MAX_PIXELS) is None
+
+
+def test_one_pixel_of_ink():
+    x = image_to_input(png(Image.new("RGBA", (1, 1), (0, 0, 0, 255))), MAX_PIXELS)
+    assert x is None  # an opaque 1x1 image is all background
+    transparent = Image.new("RGBA", (3, 3), (0, 0, 0, 0))
+    transparent.putpixel((1, 1), (0, 0, 0, 255))
+    assert_model_input(image_to_input(png(transparent), MAX_PIXELS))
+
+
+def test_undecodable_image_data_is_bad_image():
+    data = png(Image.effect_noise((64, 64), 50))
+    for broken in (data[: len(data) // 2], b"not an image", b""):
+        with pytest.raises(PayloadError) as info:
+            image_to_input(broken, MAX_PIXELS)
+        assert info.value.code == "bad_image"
+
+
+def test_pixel_limit_is_enforced_again_when_decoding():
+    with pytest.raises(PayloadError) as info:
+        image_to_input(png(Image.new("L", (100, 100))), max_pixels=99 * 100)
+    assert info.value.code == "image_too_many_pixels"
+
+
+# --- dispatch and display ----------------------------------------------------------------
+
+
+def test_to_model_input_dispatches_on_the_kind_of_drawing():
+    strokes = Drawing(seq=1, strokes=tuple(np.asarray(s) for s in SEVEN))
+    np.testing.assert_array_equal(to_model_input(strokes), render_strokes(SEVEN))
+    data = png(digit_image("alpha"))
+    np.testing.assert_array_equal(
+        to_model_input(Drawing(seq=1, image=data)), image_to_input(data, MAX_PIXELS)
+    )
+    assert to_model_input(Drawing(seq=1, strokes=())) is None
+
+
+def test_png_data_url_shows_what_the_model_sees():
+    x = render_strokes(SEVEN)
+    url = to_png_data_url(x)
+    assert url.startswith("data:image/png;base64,") and len(url) < 2000
+    shown = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert shown.size == (28, 28) and shown.mode == "L"
+    np.testing.assert_allclose(np.asarray(shown) / 255, x, atol=1 / 255)
+
+
+# --- the pen width is MNIST's -----------------------------------------------------------
+
+
+def test_rendered_pen_digits_carry_as_much_ink_as_mnist():
+    """PEN_WIDTH was chosen so that rendered real pen digits have MNIST's mean ink mass."""
+    data = pytest.importorskip("model.data")
+    try:
+        (x_train, _), _ = data.load_mnist()
+        samples = data.load_unipen()
+    except FileNotFoundError:
+        pytest.skip("MNIST or UNIPEN data not available")
+    mnist_mass = float((x_train[:10_000] / 255).sum(axis=(1, 2)).mean())
+    rng = np.random.default_rng(0)
+    picked = rng.choice(len(samples), 1000, replace=False)
+    pen_mass = float(np.mean([render_strokes(samples[i]["strokes"]).sum() for i in picked]))
+    print(json.dumps({"mnist_mean_ink": mnist_mass, "rendered_pen_mean_ink": pen_mass}))
+    assert abs(pen_mass / mnist_mass - 1) < 0.1
