@@ -4,6 +4,7 @@
 
 (() => {
   // Send at most one snapshot every THROTTLE_MS while the pen moves (protocol asks for 80-100 ms).
+  // The server's snapshot_max_hz (from `ready`) can only make the gaps longer.
   const THROTTLE_MS = 90;
   // Backpressure: the next snapshot waits for the answer to the previous one, but never longer.
   const ANSWER_TIMEOUT_MS = 1000;
@@ -50,6 +51,7 @@
   let cssW = 0;
   let cssH = 0;
   let limits = { ...DEFAULT_LIMITS };
+  let minGapMs = 0; // the server's per-session snapshot rate cap, as a gap; stroke ends respect it
 
   function inkColor() {
     return getComputedStyle(document.documentElement).getPropertyValue("--ink").trim() || "#111";
@@ -236,6 +238,7 @@
   function predict() {
     if (!strokes.length) return showNotice("Draw a digit first.");
     if (!socket.connected) return showNotice("Not connected yet; try again in a moment.");
+    if (pendingPredict) return; // one at a time: the answer is on its way
     const seq = nextSeq();
     pendingPredict = { seq, timer: setTimeout(predictTimedOut, PREDICT_TIMEOUT_MS) };
     els.predict.setAttribute("aria-busy", "true");
@@ -298,7 +301,8 @@
   /** Send the newest drawing if nothing is in flight and the throttle allows it. */
   function pump() {
     if (!dirty || inFlight || !socket.connected) return;
-    const wait = urgent ? 0 : lastSendAt + THROTTLE_MS - performance.now();
+    const gap = urgent ? minGapMs : Math.max(THROTTLE_MS, minGapMs);
+    const wait = lastSendAt + gap - performance.now();
     if (wait > 0) {
       if (!throttleTimer) throttleTimer = setTimeout(() => ((throttleTimer = null), pump()), wait);
       return;
@@ -547,13 +551,16 @@
         const v = msg.limits[key];
         if (Number.isInteger(v) && v > 0) limits[key] = v;
       }
+      const hz = msg.limits.snapshot_max_hz;
+      minGapMs = Number.isFinite(hz) && hz > 0 ? 1000 / hz : 0;
     }
     const m = msg && msg.model;
     if (m && m.name) {
       const acc = Number.isFinite(m.test_accuracy)
         ? ` · ${(m.test_accuracy * 100).toFixed(2)}% on MNIST test`
         : "";
-      els.modelInfo.textContent = `Model ${m.name}${m.version ? ` v${m.version}` : ""}${acc}`;
+      const version = m.version ? ` (${String(m.version).slice(0, 12)})` : "";
+      els.modelInfo.textContent = `Model “${m.name}”${version}${acc}`;
     }
   });
 
@@ -568,6 +575,7 @@
 
   socket.on("prediction", (msg) => {
     if (!msg || !Number.isInteger(msg.seq)) return;
+    release(msg.seq); // the server never answers snapshots older than an answered predict
     showRtt(msg.seq);
     if (!pendingPredict || msg.seq !== pendingPredict.seq) return;
     clearTimeout(pendingPredict.timer);
@@ -580,7 +588,11 @@
     else showNotice("The canvas is empty: draw a digit first.");
   });
 
-  socket.on("cleared", (msg) => msg && Number.isInteger(msg.seq) && showRtt(msg.seq));
+  socket.on("cleared", (msg) => {
+    if (!msg || !Number.isInteger(msg.seq)) return;
+    release(msg.seq); // snapshots older than a clear are dropped, never answered
+    showRtt(msg.seq);
+  });
 
   socket.on("error", (msg) => {
     if (!msg || typeof msg !== "object") return;
