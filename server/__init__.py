@@ -1,0 +1,186 @@
+"""The live digit recognizer: a Flask app with a Socket.IO extension (app-factory style).
+
+`create_app` loads the model once and starts the one batching loop. Everything that belongs
+to an app (config, classifier, metrics, batcher) lives in `app.extensions["digits"]`, never
+in module globals, so tests can build several apps in one process. The one module global,
+`socketio`, is the Flask-SocketIO extension object; it always points at the newest app's
+Socket.IO server, which is why the batcher emits through the server it was created with.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# `python -m server` imports this package BEFORE it runs server/__main__.py (argv[0] is "-m"
+# while the module is being located), so eventlet's monkey-patching has to happen here,
+# before flask & co. are imported; every lock and socket made afterwards is then green.
+# Imported any other way (tests, tools) the package patches nothing.
+if sys.argv[:1] == ["-m"] and os.environ.get("ASYNC_MODE", "eventlet").strip() == "eventlet":
+    import warnings
+
+    # Chosen deliberately (see docs/architecture.md); its deprecation notice is noise here.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet
+
+    eventlet.monkey_patch()
+
+import logging  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+from flask import Flask, current_app  # noqa: E402
+from flask_socketio import SocketIO  # noqa: E402
+
+from server.batcher import Batcher, Hooks  # noqa: E402
+from server.config import Config, ConfigError  # noqa: E402
+from server.drawing import Limits  # noqa: E402
+from server.inference import Classifier, ModelLoadError  # noqa: E402
+from server.metrics import Metrics  # noqa: E402
+
+PROTOCOL_VERSION = 1
+
+socketio = SocketIO()
+log = logging.getLogger("server")
+
+
+@dataclass
+class Service:
+    """Per-app state that handlers and routes reach through `current_service()`."""
+
+    config: Config
+    classifier: Classifier
+    metrics: Metrics
+    batcher: Batcher
+    emit: Any  # the app's own Socket.IO server's emit(event, data, to=sid)
+    async_mode: str
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def limits(self) -> Limits:
+        return self.config.limits
+
+    def ready_message(self) -> dict:
+        limits = self.limits
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "model": self.classifier.info,
+            "limits": {
+                "max_payload_bytes": self.config.MAX_PAYLOAD_BYTES,
+                "max_strokes": limits.max_strokes,
+                "max_points": limits.max_points,
+                "max_image_bytes": limits.max_image_bytes,
+                "max_image_pixels": limits.max_image_pixels,
+                "max_coordinate": limits.max_coordinate,
+                "snapshot_max_hz": self.config.SNAPSHOT_MAX_HZ,
+                "max_session_predicts": self.config.MAX_SESSION_PREDICTS,
+            },
+        }
+
+    def close(self) -> None:
+        """Stop the batching loop (tests; the process exit does it otherwise)."""
+        self.batcher.stop()
+
+
+def current_service() -> Service:
+    return current_app.extensions["digits"]
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; raises ConfigError / ModelLoadError with one-line reasons."""
+    if config is None:
+        config = Config.from_env()
+    elif not isinstance(config, Config):
+        config = Config.from_env(**dict(config))
+    configure_logging(config.LOG_LEVEL)
+
+    app = Flask(__name__, static_folder=None)
+    # Flask answers a larger HTTP body with 413 before reading it.
+    app.config.from_mapping(MAX_CONTENT_LENGTH=config.MAX_PAYLOAD_BYTES)
+    app.json.sort_keys = False
+    classifier = Classifier.load(config.model_path, num_threads=config.INFERENCE_THREADS)
+    socketio.init_app(
+        app,
+        async_mode=config.ASYNC_MODE,
+        # Above MAX_PAYLOAD_BYTES so that an oversized message gets a `payload_too_large`
+        # error instead of the transport silently dropping the connection.
+        max_http_buffer_size=2 * config.MAX_PAYLOAD_BYTES + 64 * 1024,
+        cors_allowed_origins=_cors_policy(config.cors_origins),
+        logger=False,
+        engineio_logger=False,
+    )
+    server = socketio.server
+    metrics = Metrics()
+    hooks = Hooks(
+        emit=server.emit,
+        create_event=server.eio.create_event,
+        offload=_offload(server.async_mode),
+        sleep=server.sleep,
+    )
+    batcher = Batcher(classifier, config, metrics, hooks)
+    app.extensions["digits"] = Service(
+        config, classifier, metrics, batcher, server.emit, server.async_mode
+    )
+
+    from server import events, routes
+
+    app.register_blueprint(routes.bp)
+    events.register(socketio)
+    socketio.start_background_task(batcher.run)
+    log.info(
+        "event=started async_mode=%s model=%s version=%s",
+        server.async_mode,
+        classifier.info.get("name"),
+        classifier.info.get("version"),
+    )
+    return app
+
+
+def configure_logging(level: str) -> None:
+    """One key=value line per event on stderr; payloads are never logged."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+    logging.getLogger("server").setLevel(level.upper())
+    # One werkzeug line per HTTP request (every long-poll) drowns the useful lines.
+    if level.upper() != "DEBUG":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def _offload(async_mode: str):
+    """How the batching loop runs CPU work off the event loop."""
+    if async_mode == "eventlet":
+        from eventlet import tpool
+
+        return tpool.execute  # only the one loop calls it: never two tpool calls at once
+    return lambda fn, *args: fn(*args)  # threading: the loop is already a real thread
+
+
+def _cors_policy(extra: list[str]):
+    """Same origin always; CORS_ORIGINS on top. None is engineio's same-origin default."""
+    if not extra:
+        return None
+    allowed = frozenset(extra)
+
+    def allow(origin: str | None, environ: dict) -> bool:
+        if origin is None or origin.rstrip("/") in allowed:
+            return True
+        host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST", "")
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "")
+        return origin == f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
+
+    return allow
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ModelLoadError",
+    "Service",
+    "create_app",
+    "current_service",
+    "socketio",
+]

@@ -1,0 +1,137 @@
+"""`python -m server`: the production entry point.
+
+In eventlet mode the standard library must be monkey-patched before anything else is
+imported; Python imports the `server` package before this file, so that happens at the top
+of server/__init__.py. Startup errors (bad setting, missing or corrupt model, busy port) end
+in ONE actionable line on stderr and a non-zero exit code. SIGTERM/SIGINT drain: no new
+sessions or predicts, queued predictions are answered, clients are disconnected (they
+reconnect elsewhere), then the process exits 0.
+"""
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+
+from server import Service, create_app, socketio
+from server.config import Config, ConfigError
+from server.inference import ModelLoadError
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+SIGNAL_POLL_S = 0.2
+EXIT_GRACE_S = 5.0  # after draining, how long disconnecting clients may take
+
+log = logging.getLogger("server")
+
+
+def main() -> int:
+    try:
+        config = Config.from_env()
+        check_port(config.HOST, config.PORT)
+        app = create_app(config)
+    except ConfigError as e:
+        return fail(f"bad setting: {e}", EXIT_CONFIG)
+    except ModelLoadError as e:
+        return fail(f"{e}; train one (python -m model.train) or set MODEL_PATH", EXIT_STARTUP)
+    except OSError as e:
+        return fail(str(e), EXIT_STARTUP)
+    Shutdown(app.extensions["digits"]).install()
+    log.info("event=listening host=%s port=%d", config.HOST, config.PORT)
+    socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
+    log.info("event=stopped")
+    return 0
+
+
+def fail(message: str, code: int) -> int:
+    print(f"server: error: {message}", file=sys.stderr)
+    return code
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind once before loading anything, so a busy port is one clear line, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise OSError(
+                    f"port {port} on {host} is already in use; stop the other server or set PORT"
+                ) from None
+            raise OSError(
+                f"cannot listen on {host}:{port}: {e.strerror}; check HOST and PORT"
+            ) from None
+
+
+class Shutdown:
+    """Graceful stop on SIGTERM/SIGINT.
+
+    The signal handler only sets a flag: it can interrupt the event loop at any bytecode,
+    so scheduling work from it is unsafe. A background task polls the flag and does the
+    work as ordinary async-mode code.
+    """
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.requested: int | None = None
+        self.stopping = False
+        # eventlet: the accept loop runs in the calling (main) greenlet.
+        self.main_greenlet = None
+        if service.async_mode == "eventlet":
+            import greenlet
+
+            self.main_greenlet = greenlet.getcurrent()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        socketio.start_background_task(self._watch)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.stopping:  # our own interrupt_main(), threading mode: end serve_forever
+            raise KeyboardInterrupt
+        self.requested = self.requested or signum
+
+    def _watch(self) -> None:
+        while self.requested is None:
+            socketio.sleep(SIGNAL_POLL_S)
+        name = signal.Signals(self.requested).name
+        stats = self.service.batcher.stats()
+        log.info("event=draining signal=%s sessions=%d pending=%d", name, *stats.values())
+        drained = self.service.batcher.drain(self.service.config.SHUTDOWN_TIMEOUT_S)
+        if not drained:
+            log.warning("event=drain_timeout pending=%d", self.service.batcher.stats()["pending"])
+        socketio.start_background_task(self._exit_after, EXIT_GRACE_S)
+        # Closing the transports (not a Socket.IO disconnect) makes browsers reconnect.
+        socketio.server.eio.disconnect()
+        self.service.batcher.stop()
+        self._stop_server()
+
+    def _stop_server(self) -> None:
+        self.stopping = True
+        if self.main_greenlet is not None:
+            from eventlet import hubs
+
+            # eventlet.wsgi.server's accept loop ends on SystemExit.
+            hubs.get_hub().schedule_call_global(0, self.main_greenlet.throw, SystemExit(0))
+        else:
+            import _thread
+
+            # Runs _on_signal in the main thread, whose KeyboardInterrupt ends werkzeug's
+            # serve_forever.
+            _thread.interrupt_main()
+
+    @staticmethod
+    def _exit_after(seconds: float) -> None:
+        socketio.sleep(seconds)
+        log.warning("event=forced_exit after_s=%g", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

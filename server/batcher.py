@@ -1,0 +1,428 @@
+"""Latest-wins snapshots, never-dropped predicts, one batched inference loop.
+
+Answering every snapshot collapses at ~50 drawers, so handlers only *store* work here: each
+session keeps just its newest unstarted snapshot (a newer one replaces it), and predicts wait
+in one FIFO. A single loop (a Socket.IO background task: a greenlet in eventlet mode, a
+thread in threading mode) takes everything pending at once, runs preprocessing and one
+`Classifier.predict` for the whole batch off the event loop, and emits each answer to its own
+session. One loop means one inference call at a time: the LiteRT interpreter is not
+thread-safe, and in eventlet mode it is never more than one `tpool.execute` in flight.
+
+Ordering: a session's `floor` is the newest seq it was answered (or cleared) for. A snapshot
+at or below the floor is stale and never delivered, so `probabilities` never go backwards and
+nothing older than a `cleared` arrives after it. Predicts are always answered.
+
+Everything that runs off the loop (`process`) is pure: no locks, no logging, no metrics.
+Those are green in eventlet mode and must not be touched from a native thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from server.config import Config
+from server.drawing import Drawing, PayloadError
+from server.metrics import Metrics
+from server.preprocess import to_model_input, to_png_data_url
+
+log = logging.getLogger("server.batcher")
+
+SNAPSHOT = "snapshot"
+PREDICT = "predict"
+PROBABILITY_DIGITS = 6  # decimals sent: plenty for bars, a third of the JSON of full floats
+
+
+class Ticket:
+    """The answer to one predict, for whoever waits for it (a Socket.IO ack, an HTTP call)."""
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+        self.answer: dict | None = None
+
+    def settle(self, answer: dict) -> None:
+        self.answer = answer
+        self._event.set()
+
+    def wait(self, timeout: float) -> dict | None:
+        self._event.wait(timeout)
+        return self.answer
+
+
+@dataclass(eq=False)
+class Session:
+    sid: str
+    address: str
+    floor: int = -1  # newest seq answered or cleared
+    pending: Item | None = None  # the newest unstarted snapshot
+    predicts: int = 0  # this session's queued or running predicts
+    next_start: float = 0.0  # monotonic time its next snapshot may start (rate cap)
+
+
+@dataclass(eq=False)
+class Item:
+    kind: str
+    drawing: Drawing
+    received: float  # time.monotonic() when the handler got it
+    session: Session | None = None  # None for an HTTP predict
+    ticket: Ticket | None = None  # predicts only
+
+
+@dataclass
+class Result:
+    """What `process` made of one item: an answer, or a protocol error."""
+
+    x: np.ndarray | None = None  # the 28x28 model input; None for an empty drawing
+    probabilities: np.ndarray | None = None
+    image: str | None = None  # PNG data URL of `x`, predicts only
+    error: PayloadError | None = None
+
+
+@dataclass
+class Batch:
+    results: list[Result]
+    inference_s: float = 0.0
+    work_s: float = 0.0
+    failure: str | None = None  # why the whole batch failed (logged on the loop)
+
+
+def process(
+    drawings: Sequence[Drawing], with_image: Sequence[bool], classifier: Any, max_pixels: int
+) -> Batch:
+    """Preprocess every drawing and classify all inked ones in ONE call. Runs off the hub."""
+    start = time.perf_counter()
+    results = [Result() for _ in drawings]
+    inked: list[int] = []
+    for i, drawing in enumerate(drawings):
+        try:
+            results[i].x = to_model_input(drawing, max_pixels)
+        except PayloadError as e:
+            results[i].error = e
+        except Exception as e:  # a preprocessing bug must cost one answer, not the batch
+            results[i].error = PayloadError("internal", f"Preprocessing failed: {type(e).__name__}")
+        else:
+            if results[i].x is not None:
+                inked.append(i)
+    batch = Batch(results)
+    if inked:
+        t = time.perf_counter()
+        probabilities = classifier.predict(np.stack([results[i].x for i in inked]))
+        batch.inference_s = time.perf_counter() - t
+        for i, p in zip(inked, probabilities, strict=True):
+            results[i].probabilities = p
+            if with_image[i]:
+                results[i].image = to_png_data_url(results[i].x)
+    batch.work_s = time.perf_counter() - start
+    return batch
+
+
+def probabilities_answer(seq: int | None, result: Result, latency_s: float) -> dict:
+    p = result.probabilities
+    answer: dict[str, Any] = {"seq": seq}
+    if p is None:
+        answer.update(digit=None, confidence=None, probabilities=None, empty=True)
+    else:
+        digit = int(np.argmax(p))
+        answer.update(
+            digit=digit,
+            confidence=round(float(p[digit]), PROBABILITY_DIGITS),
+            probabilities=[round(float(v), PROBABILITY_DIGITS) for v in p],
+            empty=False,
+        )
+    answer["latency_ms"] = round(latency_s * 1000, 2)
+    return answer
+
+
+def prediction_answer(seq: int | None, result: Result, latency_s: float) -> dict:
+    answer = probabilities_answer(seq, result, latency_s)
+    p = result.probabilities
+    if p is None:
+        answer.update(top=[], input=None)
+    else:
+        top = np.argsort(-p, kind="stable")[:3]
+        answer["top"] = [
+            {"digit": int(d), "p": round(float(p[d]), PROBABILITY_DIGITS)} for d in top
+        ]
+        answer["input"] = result.image
+    return answer
+
+
+def error_answer(seq: int | None, error: PayloadError) -> dict:
+    return {"seq": seq, "code": error.code, "message": error.message}
+
+
+@dataclass
+class Hooks:
+    """How the batcher reaches its async mode and the wire; all set by create_app."""
+
+    emit: Callable[..., Any]  # emit(event, data, to=sid)
+    create_event: Callable[[], Any]  # an Event of the async mode
+    offload: Callable[..., Any]  # offload(fn, *args): run fn off the event loop
+    sleep: Callable[[float], Any]
+
+
+class Batcher:
+    def __init__(self, classifier: Any, config: Config, metrics: Metrics, hooks: Hooks) -> None:
+        self._classifier = classifier
+        self._config = config
+        self._metrics = metrics
+        self._hooks = hooks
+        self._interval = 1.0 / config.SNAPSHOT_MAX_HZ if config.SNAPSHOT_MAX_HZ else 0.0
+        # A green lock in eventlet mode (created after monkey-patching): only the loop and
+        # handlers take it, never the offloaded work.
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = {}
+        self._per_address: Counter[str] = Counter()
+        self._waiting: dict[str, Session] = {}  # sessions with a pending snapshot, oldest first
+        self._predicts: deque[Item] = deque()
+        self._predicts_running = 0
+        self._wake = hooks.create_event()
+        self._running = True
+        self._draining = False
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def open(self, sid: str, address: str) -> None:
+        """Track a new session or refuse it (PayloadError with a stable code)."""
+        with self._lock:
+            if self._draining:
+                raise PayloadError("shutting_down", "The server is shutting down; try again.")
+            if len(self._sessions) >= self._config.MAX_SESSIONS:
+                raise PayloadError("server_full", "The server has too many sessions; try later.")
+            per_ip = self._config.MAX_SESSIONS_PER_IP
+            if per_ip and self._per_address[address] >= per_ip:
+                raise PayloadError(
+                    "too_many_sessions", f"At most {per_ip} sessions per address are allowed."
+                )
+            self._sessions[sid] = Session(sid, address)
+            self._per_address[address] += 1
+            self._metrics.sessions.set(len(self._sessions))
+
+    def close(self, sid: str) -> None:
+        """Forget everything about a session; work already running for it is never delivered."""
+        with self._lock:
+            session = self._sessions.pop(sid, None)
+            if session is None:
+                return
+            self._waiting.pop(sid, None)
+            session.pending = None
+            self._per_address[session.address] -= 1
+            if self._per_address[session.address] <= 0:
+                del self._per_address[session.address]
+            self._metrics.sessions.set(len(self._sessions))
+
+    # --- work in ----------------------------------------------------------------------------
+
+    def submit_snapshot(self, sid: str, drawing: Drawing, received: float) -> None:
+        """Keep this snapshot if it is the session's newest; replaces an unstarted older one."""
+        assert drawing.seq is not None
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is None:
+                return
+            self._metrics.snapshots_received.inc()
+            pending = session.pending
+            if drawing.seq <= session.floor or (pending and pending.drawing.seq >= drawing.seq):
+                self._metrics.snapshots_coalesced.inc()  # handlers ran out of order: older
+                return
+            if pending is not None:
+                self._metrics.snapshots_coalesced.inc()
+            session.pending = Item(SNAPSHOT, drawing, received, session)
+            self._waiting.setdefault(sid, session)  # a replaced snapshot keeps its place
+        self._wake.set()
+
+    def submit_predict(self, sid: str | None, drawing: Drawing, received: float) -> Ticket:
+        """Queue a predict (sid None: HTTP); refused with a PayloadError when over a limit."""
+        with self._lock:
+            session = None
+            if sid is not None:
+                session = self._sessions.get(sid)
+                if session is None:
+                    raise PayloadError("internal", "This session is not connected.")
+                if session.predicts >= self._config.MAX_SESSION_PREDICTS:
+                    raise PayloadError(
+                        "too_many_predicts",
+                        f"At most {self._config.MAX_SESSION_PREDICTS} predicts may wait "
+                        "for an answer at once; wait for one.",
+                    )
+            if self._draining:
+                raise PayloadError("shutting_down", "The server is shutting down; try again.")
+            if len(self._predicts) + self._predicts_running >= self._config.MAX_PENDING_PREDICTS:
+                raise PayloadError("busy", "The server is too busy; try again in a moment.")
+            ticket = Ticket(self._hooks.create_event())
+            self._predicts.append(Item(PREDICT, drawing, received, session, ticket))
+            if session is not None:
+                session.predicts += 1
+        self._wake.set()
+        return ticket
+
+    def clear(self, sid: str, seq: int) -> None:
+        """Drop the pending snapshot; emit `cleared` so that nothing older follows it."""
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is None:
+                return
+            if session.pending is not None:
+                self._metrics.snapshots_coalesced.inc()
+            session.pending = None
+            self._waiting.pop(sid, None)
+            session.floor = max(session.floor, seq)
+            # Emitted under the lock: a running batch cannot slip an older answer in between.
+            self._hooks.emit("cleared", {"seq": seq}, to=sid)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The background task: forever take everything pending, process, deliver."""
+        while self._running:
+            self._wake.clear()
+            try:
+                batch, delay = self._take(time.monotonic())
+                if batch:
+                    self._run_batch(batch)
+                else:
+                    self._wake.wait(delay if delay is not None else 1.0)
+            except Exception:  # the loop must survive anything; answers are settled below
+                log.exception("event=batcher_error")
+                self._hooks.sleep(0.1)
+
+    def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new work and wait for every queued predict to be answered (SIGTERM)."""
+        with self._lock:
+            self._draining = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._predicts and not self._predicts_running:
+                    return True
+            self._hooks.sleep(0.02)
+        return False
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "sessions": len(self._sessions),
+                "pending": len(self._waiting) + len(self._predicts) + self._predicts_running,
+            }
+
+    def _take(self, now: float) -> tuple[list[Item], float | None]:
+        """Everything due now (predicts first, then snapshots oldest first), up to MAX_BATCH;
+        and how long until a rate-capped snapshot becomes due."""
+        room = self._config.MAX_BATCH
+        batch: list[Item] = []
+        delay = None
+        with self._lock:
+            while self._predicts and len(batch) < room:
+                item = self._predicts.popleft()
+                if item.session is not None and not self._is_live(item.session):
+                    item.ticket.settle(error_answer(item.drawing.seq, _GONE))
+                    continue
+                batch.append(item)
+                self._predicts_running += 1
+            for sid, session in list(self._waiting.items()):
+                if len(batch) >= room:
+                    break
+                if session.next_start > now:
+                    wait = session.next_start - now
+                    delay = wait if delay is None else min(delay, wait)
+                    continue
+                del self._waiting[sid]
+                batch.append(session.pending)
+                session.pending = None
+                session.next_start = now + self._interval
+        return batch, delay
+
+    def _run_batch(self, items: list[Item]) -> None:
+        try:
+            batch = self._hooks.offload(
+                process,
+                [item.drawing for item in items],
+                [item.kind == PREDICT for item in items],
+                self._classifier,
+                self._config.MAX_IMAGE_PIXELS,
+            )
+        except Exception as e:  # the classifier failed: every item gets an `internal` error
+            log.error("event=inference_failed error=%r items=%d", f"{e!r}", len(items))
+            internal = PayloadError("internal", "The server could not process this drawing.")
+            batch = Batch([Result(error=internal) for _ in items])
+        else:
+            self._metrics.batch_size.observe(len(items))
+            self._metrics.work_seconds.observe(batch.work_s)
+            if batch.inference_s:
+                self._metrics.inference_seconds.observe(batch.inference_s)
+        self._deliver(items, batch.results)
+
+    def _deliver(self, items: list[Item], results: list[Result]) -> None:
+        with self._lock:
+            for item, result in zip(items, results, strict=True):
+                try:
+                    if item.kind == PREDICT:
+                        self._deliver_predict(item, result)
+                    else:
+                        self._deliver_snapshot(item, result)
+                except Exception:  # one unsendable answer must not lose the others
+                    log.exception("event=deliver_failed kind=%s", item.kind)
+
+    def _deliver_snapshot(self, item: Item, result: Result) -> None:
+        session, seq = item.session, item.drawing.seq
+        if not self._is_live(session) or seq <= session.floor:
+            self._metrics.snapshots_dropped.inc()
+            return
+        session.floor = seq
+        if result.error is not None:
+            self._emit_error(session.sid, seq, result.error)
+            return
+        latency = time.monotonic() - item.received
+        answer = probabilities_answer(seq, result, latency)
+        self._hooks.emit("probabilities", answer, to=session.sid)
+        self._metrics.snapshots_answered.inc()
+        self._metrics.end_to_end_seconds.labels(SNAPSHOT).observe(latency)
+
+    def _deliver_predict(self, item: Item, result: Result) -> None:
+        self._predicts_running -= 1
+        session, seq = item.session, item.drawing.seq
+        if session is not None:
+            session.predicts -= 1
+            if seq is not None:
+                session.floor = max(session.floor, seq)
+        live = session is not None and self._is_live(session)
+        if result.error is not None:
+            answer = error_answer(seq, result.error)
+            if live:
+                self._emit_error(session.sid, seq, result.error)
+            else:
+                self._metrics.errors.labels(result.error.code).inc()
+        else:
+            latency = time.monotonic() - item.received
+            answer = prediction_answer(seq, result, latency)
+            if live:
+                self._hooks.emit("prediction", answer, to=session.sid)
+            self._metrics.predictions.labels("http" if session is None else "socket").inc()
+            self._metrics.end_to_end_seconds.labels(PREDICT).observe(latency)
+        item.ticket.settle(answer)
+
+    def _emit_error(self, sid: str, seq: int | None, error: PayloadError) -> None:
+        self._metrics.errors.labels(error.code).inc()
+        log.info("event=error sid=%s seq=%s code=%s", sid, seq, error.code)
+        self._hooks.emit("error", error_answer(seq, error), to=sid)
+
+    def _is_live(self, session: Session | None) -> bool:
+        return session is not None and self._sessions.get(session.sid) is session
+
+
+_GONE = PayloadError("disconnected", "The session disconnected before the answer was ready.")
