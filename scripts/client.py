@@ -164,12 +164,14 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
                 verdict = f" · label {info['label']}{verdict}"
             title = (
                 f"prediction: {prediction.get('digit')} ({prediction.get('confidence', 0):.1%}) · "
-                f"{prediction['rtt_ms']:.1f} ms round trip{verdict}"
+                f"{prediction['rtt_ms']:.1f} ms round trip · {len(updates)} live updates{verdict}"
             )
             live.update(bars(prediction, title))
     finally:
         if live is not None:
             live.stop()
+            if not console.is_terminal:
+                console.print()  # Live leaves the last frame unterminated in a pipe
         await session.close()
     return {
         "url": args.url,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import random
@@ -62,6 +63,7 @@ def as_strokes(strokes: Sequence[Any]) -> Strokes:
     return [[[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(s)] for s in strokes]
 
 
+@functools.cache
 def unipen_samples(
     path: str | os.PathLike | None = None, heldout_only: bool = True
 ) -> list[Sample]:
@@ -237,9 +239,12 @@ class ProcessSampler:
 class Channel(Protocol):
     """What a drawer needs from a server; the benchmark's HTTP baseline implements it too."""
 
+    @property
+    def connected(self) -> bool: ...
     async def update(self, strokes: Strokes) -> dict | None: ...
     async def predict(self, strokes: Strokes, label: int | None = None) -> dict: ...
     async def clear(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class SocketSession:
@@ -286,6 +291,10 @@ class SocketSession:
             self.stats.connect_failures += 1
             await self.close()
             raise SessionError(f"{url} sent no 'ready' within {self.request_timeout:g} s") from e
+
+    @property
+    def connected(self) -> bool:
+        return self.sio.connected
 
     async def close(self) -> None:
         self.closing = True

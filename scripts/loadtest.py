@@ -21,7 +21,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # 
 from rich.table import Table  # noqa: E402
 
 from scripts.drawsession import (  # noqa: E402
+    Channel,
     ProcessSampler,
     Sample,
     SessionError,
@@ -51,9 +52,12 @@ RECONNECT_DELAY_S = 1.0  # socket.io's default first reconnection delay
 Progress_ = Callable[[Stats, float], None]  # (stats so far, fraction of the duration done)
 
 
+OpenChannel = Callable[[Stats], Awaitable[Channel]]
+
+
 async def _drawer(
-    session: SocketSession | None,
-    connect: Callable[[], Any],
+    channel: Channel | None,
+    open_channel: Callable[[], Awaitable[Channel]],
     samples: Sequence[Sample],
     rate: float,
     deadline: float,
@@ -66,68 +70,64 @@ async def _drawer(
     try:
         await asyncio.sleep(rng.random() / rate)  # drawers do not start in lockstep
         while loop.time() < deadline:
-            if session is None or not session.sio.connected:
-                if session is not None:
-                    await session.close()
+            if channel is None or not channel.connected:
+                if channel is not None:
+                    await channel.close()
                 try:
-                    session = await connect()
+                    channel = await open_channel()
                 except SessionError:
-                    session = None
+                    channel = None
                     await asyncio.sleep(min(RECONNECT_DELAY_S, max(0, deadline - loop.time())))
                     continue
             try:
-                await draw_digits(session, samples, throttle, deadline, stats, rng)
+                await draw_digits(channel, samples, throttle, deadline, stats, rng)
                 return
             except SessionError:
                 continue  # counted where it happened; an error event leaves the session usable
     finally:
-        if session is not None:
-            await session.close()
+        if channel is not None:
+            await channel.close()
 
 
-async def run_load(
-    url: str,
+async def run_drawers(
+    open_channel: OpenChannel,
     clients: int,
     duration: float,
     rate: float = 10.0,
-    transports: Sequence[str] | None = ("websocket",),
     samples: Sequence[Sample] | None = None,
     server_pid: int | None = None,
     seed: int = 0,
-    stall_timeout: float = 5.0,
     request_timeout: float = 10.0,
     on_progress: Progress_ | None = None,
 ) -> dict[str, Any]:
-    """Connect `clients` drawers, let them draw for `duration` seconds, summarise.
+    """Open `clients` channels, let them draw for `duration` seconds, summarise.
 
-    Connecting is not part of the measured window. The result has the Stats.summary() keys
-    plus clients, rate, transports, client_cpu_pct and, with server_pid, server.
+    Opening (connecting) is not part of the measured window. The result has the
+    Stats.summary() keys plus clients, rate, client_cpu_pct and, with server_pid, server.
     """
     samples = samples or unipen_samples()
     stats = Stats()
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def connect() -> SocketSession:
-        session = SocketSession(stats, stall_timeout=stall_timeout, request_timeout=request_timeout)
+    async def connect() -> Channel:
         async with gate:
-            await session.connect(url, transports)
-        return session
+            return await open_channel(stats)
 
-    async def try_connect() -> SocketSession | None:
+    async def try_connect() -> Channel | None:
         try:
             return await connect()
         except SessionError:
             return None
 
-    sessions = await asyncio.gather(*(try_connect() for _ in range(clients)))
+    channels = await asyncio.gather(*(try_connect() for _ in range(clients)))
     sampler = ProcessSampler(server_pid) if server_pid else None
     cpu0, start = time.process_time(), loop.time()
     deadline = start + duration
     rngs = [random.Random(seed * 100_003 + i) for i in range(clients)]
     tasks = [
-        asyncio.create_task(_drawer(s, connect, samples, rate, deadline, stats, rng))
-        for s, rng in zip(sessions, rngs, strict=True)
+        asyncio.create_task(_drawer(c, connect, samples, rate, deadline, stats, rng))
+        for c, rng in zip(channels, rngs, strict=True)
     ]
     hard_stop = deadline + request_timeout * 2 + 5
     pending = set(tasks)
@@ -149,7 +149,6 @@ async def run_load(
     result = {
         "clients": clients,
         "rate": rate,
-        "transports": list(transports) if transports else ["polling", "websocket"],
         **stats.summary(elapsed),
         "client_cpu_pct": 100 * (time.process_time() - cpu0) / elapsed,
     }
@@ -158,22 +157,47 @@ async def run_load(
     return result
 
 
+async def run_load(
+    url: str,
+    clients: int,
+    duration: float,
+    rate: float = 10.0,
+    transports: Sequence[str] | None = ("websocket",),
+    stall_timeout: float = 5.0,
+    request_timeout: float = 10.0,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """run_drawers over Socket.IO: the load test proper (kwargs go to run_drawers)."""
+
+    async def open_session(stats: Stats) -> SocketSession:
+        session = SocketSession(stats, stall_timeout=stall_timeout, request_timeout=request_timeout)
+        await session.connect(url, transports)
+        return session
+
+    result = await run_drawers(
+        open_session, clients, duration, rate, request_timeout=request_timeout, **kwargs
+    )
+    return {**result, "transports": list(transports or ("polling", "websocket"))}
+
+
 async def ramp(
     url: str,
     steps: Sequence[int] = DEFAULT_RAMP,
     step_duration: float = 10.0,
     p95_bound_ms: float = 100.0,
-    **load: Any,
+    load: Callable[..., Awaitable[dict[str, Any]]] = run_load,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Step the crowd up until p95 passes the bound (or anything fails).
 
     max_drawers is the largest step served cleanly within the bound: no errors, drops or
-    refused connections, and every snapshot answered.
+    refused connections, and every snapshot answered. `load` is run_load or any function
+    with its (url, clients, duration, **kwargs) signature.
     """
-    load.setdefault("samples", unipen_samples())
+    kwargs.setdefault("samples", unipen_samples())
     results, best = [], 0
     for clients in steps:
-        result = await run_load(url, clients, step_duration, **load)
+        result = await load(url, clients, step_duration, **kwargs)
         result["within_bound"] = within_bound(result, p95_bound_ms)
         results.append(result)
         if not result["within_bound"]:
@@ -313,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.ramp:
             print(f"largest crowd with p95 <= {args.p95_bound_ms:g} ms: {result['max_drawers']}")
     if all(s["answered"] == 0 for s in steps):
-        print(f"error: no snapshot was answered by {args.url}", file=sys.stderr)
+        failures = sum(s["connect_failures"] for s in steps)
+        print(
+            f"error: no snapshot was answered by {args.url} ({failures} failed connections)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
