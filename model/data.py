@@ -71,15 +71,16 @@ def load_mnist(
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def mnist_sha256(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """sha256 of each IDX file, so the model card pins exactly what it was trained on."""
     directory = mnist_dir(data_dir)
     if directory is None:
         return {}
-    return {
-        name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
-        for name in MNIST_FILES.values()
-    }
+    return {name: file_sha256(directory / name) for name in MNIST_FILES.values()}
 
 
 def unipen_path(path: str | os.PathLike | None = None) -> Path:

@@ -39,7 +39,9 @@ EPOCHS = 30
 PEAK_LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-4
 EARLY_STOP_PATIENCE = 6  # a guard only: the cosine schedule already decides the length
-UNIPEN_REPEAT = 4  # each rendered training-writer digit is seen this often per epoch
+# Each training-writer UNIPEN digit is rendered once per pen width: the server always
+# uses its default width, but people's strokes (and uploaded images) vary around it.
+UNIPEN_PEN_WIDTHS = (2.0, 2.5, 2.5, 3.0)
 
 # Augmentation ranges: what varies between people drawing on a 280x280 canvas after the
 # server has centred and scaled their digit the MNIST way.
@@ -47,7 +49,7 @@ MAX_ROTATION_DEG = 15.0
 SCALE_RANGE = (0.85, 1.15)
 MAX_SHEAR = 0.25
 MAX_SHIFT_PX = 2.5
-THICKNESS_CHOICES = 3  # thinner / unchanged / thicker stroke, equally likely
+THICKNESS_ODDS = (0.25, 0.5, 0.25)  # thinner / unchanged / thicker stroke
 
 
 def build_model() -> keras.Model:
@@ -110,8 +112,9 @@ def random_thickness(images: tf.Tensor) -> tf.Tensor:
     """Pens, mice and fingers differ in width: erode, keep or dilate each image."""
     thicker = tf.nn.max_pool2d(images, 2, 1, "SAME")
     thinner = -tf.nn.max_pool2d(-images, 2, 1, "SAME")
-    choice = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], 0, THICKNESS_CHOICES, tf.int32)
-    return tf.where(choice == 0, thinner, tf.where(choice == 1, images, thicker))
+    u = tf.random.uniform([tf.shape(images)[0], 1, 1, 1])
+    thin_odds, keep_odds, _ = THICKNESS_ODDS
+    return tf.where(u < thin_odds, thinner, tf.where(u < thin_odds + keep_odds, images, thicker))
 
 
 def augment(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -122,7 +125,11 @@ def render_unipen(samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Pen strokes → model inputs through the server's own renderer (train = serve)."""
     from server.preprocess import render_strokes
 
-    pairs = [(render_strokes(s["strokes"]), s["label"]) for s in samples]
+    pairs = [
+        (render_strokes(s["strokes"], pen_width=width), s["label"])
+        for width in UNIPEN_PEN_WIDTHS
+        for s in samples
+    ]
     pairs = [(x, y) for x, y in pairs if x is not None]
     return np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs], dtype=np.uint8)
 
@@ -134,14 +141,15 @@ def training_data(args) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray
     x, y = x[order].astype(np.float32) / 255.0, y[order]
     x_val, y_val = x[:VALIDATION_SIZE], y[:VALIDATION_SIZE]
     x_train, y_train = x[VALIDATION_SIZE:], y[VALIDATION_SIZE:]
-    if args.limit:
-        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     if not args.no_unipen:
         unipen_train, _ = data.unipen_split(data.load_unipen(args.unipen))
         x_pen, y_pen = render_unipen(unipen_train)
-        print(f"UNIPEN: {len(x_pen)} rendered digits from training writers, x{UNIPEN_REPEAT}")
-        x_train = np.concatenate([x_train, *[x_pen] * UNIPEN_REPEAT])
-        y_train = np.concatenate([y_train, *[y_pen] * UNIPEN_REPEAT])
+        print(f"UNIPEN: {len(x_pen)} renderings of {len(unipen_train)} training-writer digits")
+        x_train = np.concatenate([x_train, x_pen])
+        y_train = np.concatenate([y_train, y_pen])
+    if args.limit:  # a random subset of the mix, for smoke runs
+        keep = np.random.default_rng(SEED).permutation(len(x_train))[: args.limit]
+        x_train, y_train = x_train[keep], y_train[keep]
     return (x_train[..., None], y_train), (x_val[..., None], y_val)
 
 
@@ -158,7 +166,7 @@ def main() -> None:
     parser.add_argument("--no-unipen", action="store_true", help="train on MNIST only")
     parser.add_argument("--out", default="model", help="output directory")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--limit", type=int, help="use only this many training images")
+    parser.add_argument("--limit", type=int, help="train on a random subset of this size")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(SEED)
@@ -202,6 +210,10 @@ def main() -> None:
     print(f"validation accuracy {val_acc:.4%} (loss {val_loss:.4f}), {train_seconds:.0f} s")
     model.save(out / "digits.keras")
     export_tflite(model, out / "digits.tflite")
+    data_sha256 = data.mnist_sha256(args.data)
+    if not args.no_unipen:
+        unipen_file = data.unipen_path(args.unipen)
+        data_sha256[unipen_file.name] = data.file_sha256(unipen_file)
     log = {
         "seed": SEED,
         "epochs_run": len(history.history["loss"]),
@@ -210,7 +222,7 @@ def main() -> None:
         "validation_images": int(len(x_val)),
         "validation_accuracy": round(float(val_acc), 5),
         "uses_unipen_training_writers": not args.no_unipen,
-        "mnist_sha256": data.mnist_sha256(args.data),
+        "data_sha256": data_sha256,
         "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()},
     }
     (out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
