@@ -57,6 +57,7 @@ class Service:
     emit: Any  # the app's own Socket.IO server's emit(event, data, to=sid)
     async_mode: str
     started: float = field(default_factory=time.monotonic)
+    loop: Any = None  # the batcher's background task
 
     @property
     def limits(self) -> Limits:
@@ -82,6 +83,8 @@ class Service:
     def close(self) -> None:
         """Stop the batching loop (tests; the process exit does it otherwise)."""
         self.batcher.stop()
+        if self.async_mode == "threading" and self.loop is not None:
+            self.loop.join(5)
 
 
 def current_service() -> Service:
@@ -120,15 +123,14 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         sleep=server.sleep,
     )
     batcher = Batcher(classifier, config, metrics, hooks)
-    app.extensions["digits"] = Service(
-        config, classifier, metrics, batcher, server.emit, server.async_mode
-    )
+    service = Service(config, classifier, metrics, batcher, server.emit, server.async_mode)
+    app.extensions["digits"] = service
 
     from server import events, routes
 
     app.register_blueprint(routes.bp)
     events.register(socketio)
-    socketio.start_background_task(batcher.run)
+    service.loop = socketio.start_background_task(batcher.run)
     log.info(
         "event=started async_mode=%s model=%s version=%s",
         server.async_mode,

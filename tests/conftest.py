@@ -1,4 +1,5 @@
-"""Shared fixtures: real servers on 127.0.0.1, started as a user would start them."""
+"""Shared fixtures: in-process apps (Flask tutorial style) and real servers on 127.0.0.1,
+started as a user would start them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from server import create_app, socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0
@@ -117,3 +120,41 @@ def eventlet_server(tmp_path_factory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("live"), ASYNC_MODE="eventlet")
     yield server
     server.stop()
+
+
+# --- in-process apps (threading mode: no monkey-patching inside pytest) -------------------
+
+
+@pytest.fixture
+def app_factory() -> Iterator:
+    """Build apps with config overrides, e.g. app_factory(MAX_STROKES=3); all closed after."""
+    apps = []
+
+    def factory(**overrides):
+        app = create_app({"ASYNC_MODE": "threading", "LOG_LEVEL": "WARNING", **overrides})
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["digits"].close()
+
+
+@pytest.fixture
+def app(app_factory):
+    return app_factory()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def socket_client(app):
+    """A flask_socketio test client, connected; events handled synchronously in-process."""
+    test_client = socketio.test_client(app)
+    yield test_client
+    if test_client.is_connected():
+        test_client.disconnect()

@@ -1,0 +1,359 @@
+"""Every Socket.IO event and error code, in-process with flask_socketio's test client.
+
+Handlers run synchronously in the test; answers come from the app's real batching thread,
+so waits poll the client's queue with a deadline (never a fixed sleep, never a speed check).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from server import socketio
+from server.batcher import process
+from server.config import Config
+from server.drawing import PayloadError, parse_drawing
+
+WAIT_S = 15.0
+ONE = [[[140, 40 + 4 * i] for i in range(50)]]  # a vertical bar: a "1" on a 280 px canvas
+
+
+def packets(client, name: str) -> list[dict]:
+    """What arrived so far, without consuming (the batcher thread appends concurrently)."""
+    return [p["args"][0] for p in list(client.queue) if p["name"] == name]
+
+
+def wait_for(client, name: str, seq=..., timeout: float = WAIT_S) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in packets(client, name):
+            if seq is ... or message.get("seq") == seq:
+                return message
+        time.sleep(0.005)
+    raise AssertionError(f"no {name!r} (seq {seq}) within {timeout} s; got {list(client.queue)}")
+
+
+def png_data_url(size=(280, 280), line=((140, 40), (140, 240)), transparent=True) -> str:
+    """A canvas-like PNG: ink in the alpha channel on a transparent background."""
+    image = Image.new("RGBA", size, (0, 0, 0, 0) if transparent else (255, 255, 255, 255))
+    ImageDraw.Draw(image).line(line, fill=(0, 0, 0, 255), width=16)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def corrupt_png_data_url() -> str:
+    """Header and IEND intact (passes edge validation), pixel data garbage: fails decoding."""
+    data = bytearray(base64.b64decode(png_data_url().split(",", 1)[1]))
+    start = data.index(b"IDAT") + 8
+    data[start : start + 200] = bytes(range(200))
+    return "data:image/png;base64," + base64.b64encode(bytes(data)).decode()
+
+
+def sid_of(client) -> str:
+    return socketio.server.manager.sid_from_eio_sid(client.eio_sid, "/")
+
+
+def check_probabilities(message: dict) -> None:
+    assert message["empty"] is False
+    p = message["probabilities"]
+    assert len(p) == 10 and all(0.0 <= v <= 1.0 for v in p)
+    assert sum(p) == pytest.approx(1.0, abs=1e-3)
+    assert message["digit"] == int(np.argmax(p))
+    assert message["confidence"] == p[message["digit"]]
+    assert message["latency_ms"] >= 0
+
+
+# --- connect -------------------------------------------------------------------------------
+
+
+def test_connect_sends_ready(socket_client, app):
+    ready = wait_for(socket_client, "ready")
+    assert ready["protocol"] == 1
+    assert set(ready["model"]) == {"name", "version", "test_accuracy"}
+    limits = ready["limits"]
+    config = app.extensions["digits"].config
+    assert limits["max_strokes"] == config.MAX_STROKES
+    assert limits["max_payload_bytes"] == config.MAX_PAYLOAD_BYTES
+    assert limits["snapshot_max_hz"] == config.SNAPSHOT_MAX_HZ
+
+
+def test_sessions_are_tracked_and_forgotten(app, client):
+    first = socketio.test_client(app)
+    second = socketio.test_client(app)
+    assert client.get("/healthz").json["sessions"] == 2
+    first.disconnect()
+    second.disconnect()
+    assert client.get("/healthz").json["sessions"] == 0
+    assert client.get("/healthz").json["pending"] == 0
+
+
+def test_server_full_refuses_connection(app_factory):
+    app = app_factory(MAX_SESSIONS=1)
+    first = socketio.test_client(app)
+    assert first.is_connected()
+    assert not socketio.test_client(app).is_connected()
+
+
+def test_sessions_per_address_cap(app_factory):
+    app = app_factory(MAX_SESSIONS_PER_IP=1)
+    assert socketio.test_client(app).is_connected()
+    assert not socketio.test_client(app).is_connected()
+
+
+# --- snapshot ------------------------------------------------------------------------------
+
+
+def test_snapshot_gets_probabilities(socket_client):
+    socket_client.emit("snapshot", {"seq": 1, "strokes": ONE, "width": 280, "height": 280})
+    message = wait_for(socket_client, "probabilities", 1)
+    check_probabilities(message)
+    assert message["digit"] == 1
+    assert set(message) == {"seq", "digit", "confidence", "probabilities", "empty", "latency_ms"}
+
+
+def test_image_snapshot(socket_client):
+    socket_client.emit("snapshot", {"seq": 7, "image": png_data_url()})
+    message = wait_for(socket_client, "probabilities", 7)
+    check_probabilities(message)
+    assert message["digit"] == 1
+
+
+@pytest.mark.parametrize("strokes", [[], [[]], [[], []]])
+def test_empty_snapshot(socket_client, strokes):
+    socket_client.emit("snapshot", {"seq": 3, "strokes": strokes})
+    message = wait_for(socket_client, "probabilities", 3)
+    assert message["empty"] is True
+    assert message["digit"] is None and message["confidence"] is None
+    assert message["probabilities"] is None
+
+
+def test_blank_image_is_empty(socket_client):
+    socket_client.emit("snapshot", {"seq": 4, "image": png_data_url(line=((0, 0), (0, 0)))})
+    socket_client.emit("snapshot", {"seq": 5, "image": png_data_url(line=((-50, -50),) * 2)})
+    assert wait_for(socket_client, "probabilities", 5)["empty"] is True
+
+
+def test_latest_snapshot_wins(app_factory):
+    # At 0.5 Hz a session's second snapshot waits 2 s: everything sent meanwhile coalesces.
+    app = app_factory(SNAPSHOT_MAX_HZ=0.5)
+    client = socketio.test_client(app)
+    client.emit("snapshot", {"seq": 1, "strokes": ONE})
+    wait_for(client, "probabilities", 1)
+    for seq in (2, 3, 4):
+        client.emit("snapshot", {"seq": seq, "strokes": ONE})
+    wait_for(client, "probabilities", 4)
+    assert [m["seq"] for m in packets(client, "probabilities")] == [1, 4]
+    metrics = app.test_client().get("/metrics").text
+    assert "digits_snapshots_coalesced_total 2.0" in metrics
+
+
+def test_older_snapshot_is_ignored(app_factory):
+    app = app_factory(SNAPSHOT_MAX_HZ=0.5)
+    client = socketio.test_client(app)
+    client.emit("snapshot", {"seq": 10, "strokes": ONE})
+    wait_for(client, "probabilities", 10)
+    client.emit("snapshot", {"seq": 9, "strokes": ONE})  # older than what was answered
+    client.emit("snapshot", {"seq": 12, "strokes": ONE})
+    client.emit("snapshot", {"seq": 11, "strokes": ONE})  # older than what is pending
+    wait_for(client, "probabilities", 12)
+    assert [m["seq"] for m in packets(client, "probabilities")] == [10, 12]
+
+
+# --- clear ---------------------------------------------------------------------------------
+
+
+def test_clear_drops_pending_snapshot(app_factory):
+    app = app_factory(SNAPSHOT_MAX_HZ=0.5)
+    client = socketio.test_client(app)
+    client.emit("snapshot", {"seq": 1, "strokes": ONE})
+    wait_for(client, "probabilities", 1)
+    client.emit("snapshot", {"seq": 2, "strokes": ONE})  # pending behind the rate cap
+    client.emit("clear", {"seq": 3})
+    assert wait_for(client, "cleared", 3) == {"seq": 3}
+    client.emit("snapshot", {"seq": 4, "strokes": ONE})
+    wait_for(client, "probabilities", 4)
+    assert [m["seq"] for m in packets(client, "probabilities")] == [1, 4]
+
+
+def test_clear_then_older_snapshot_is_never_answered(socket_client):
+    socket_client.emit("clear", {"seq": 5})
+    wait_for(socket_client, "cleared", 5)
+    socket_client.emit("snapshot", {"seq": 4, "strokes": ONE})
+    socket_client.emit("snapshot", {"seq": 6, "strokes": ONE})
+    wait_for(socket_client, "probabilities", 6)
+    assert [m["seq"] for m in packets(socket_client, "probabilities")] == [6]
+
+
+# --- predict -------------------------------------------------------------------------------
+
+
+def test_predict_answers_event_and_ack(socket_client):
+    ack = socket_client.emit("predict", {"seq": 8, "strokes": ONE}, callback=True)
+    message = wait_for(socket_client, "prediction", 8)
+    assert ack == message
+    check_probabilities(message)
+    assert message["digit"] == 1
+    top = message["top"]
+    assert [t["digit"] for t in top][0] == message["digit"]
+    assert len(top) == 3 and top == sorted(top, key=lambda t: -t["p"])
+    assert message["input"].startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(message["input"].split(",", 1)[1])))
+    assert image.size == (28, 28)
+
+
+def test_predict_without_seq_and_without_ack(socket_client):
+    assert socket_client.emit("predict", {"image": png_data_url()}) is None
+    message = wait_for(socket_client, "prediction", None)
+    check_probabilities(message)
+
+
+def test_empty_predict(socket_client):
+    ack = socket_client.emit("predict", {"seq": 2, "strokes": []}, callback=True)
+    assert ack["empty"] is True
+    assert ack["digit"] is None and ack["probabilities"] is None
+    assert ack["top"] == [] and ack["input"] is None
+
+
+def test_predict_covers_older_snapshots(app_factory):
+    app = app_factory(SNAPSHOT_MAX_HZ=0.5)
+    client = socketio.test_client(app)
+    client.emit("snapshot", {"seq": 1, "strokes": ONE})
+    wait_for(client, "probabilities", 1)
+    client.emit("snapshot", {"seq": 2, "strokes": ONE})  # pending behind the rate cap
+    client.emit("predict", {"seq": 3, "strokes": ONE}, callback=True)
+    client.emit("snapshot", {"seq": 4, "strokes": ONE})
+    wait_for(client, "probabilities", 4)
+    assert [m["seq"] for m in packets(client, "probabilities")] == [1, 4]
+
+
+def test_too_many_predicts_and_timeout(app_factory):
+    app = app_factory(MAX_SESSION_PREDICTS=2, PREDICT_TIMEOUT_S=0.1)
+    app.extensions["digits"].close()  # no loop: predicts stay queued
+    client = socketio.test_client(app)
+    for seq in (1, 2):
+        assert client.emit("predict", {"seq": seq, "strokes": ONE}, callback=True)["code"] == (
+            "timeout"
+        )
+    refused = client.emit("predict", {"seq": 3, "strokes": ONE}, callback=True)
+    assert refused["code"] == "too_many_predicts"
+    assert wait_for(client, "error", 3) == refused
+
+
+def test_draining_server_refuses_new_work(app):
+    client = socketio.test_client(app)
+    assert app.extensions["digits"].batcher.drain(timeout=1.0)
+    answer = client.emit("predict", {"seq": 1, "strokes": ONE}, callback=True)
+    assert answer["code"] == "shutting_down"
+    assert not socketio.test_client(app).is_connected()
+    assert app.test_client().get("/healthz").status_code == 503
+
+
+# --- errors --------------------------------------------------------------------------------
+
+BAD = [
+    ({}, "snapshot", "not a dict", "bad_payload"),
+    ({}, "snapshot", {"seq": 1}, "bad_payload"),
+    ({}, "snapshot", {"seq": 1, "strokes": [], "image": "x"}, "bad_payload"),
+    ({}, "snapshot", {"strokes": ONE}, "bad_seq"),
+    ({}, "snapshot", {"seq": -1, "strokes": ONE}, "bad_seq"),
+    ({}, "snapshot", {"seq": "1", "strokes": ONE}, "bad_seq"),
+    ({}, "snapshot", {"seq": 1, "strokes": "line"}, "bad_strokes"),
+    ({}, "snapshot", {"seq": 1, "strokes": [[[1, 2, 3]]]}, "bad_strokes"),
+    ({}, "snapshot", {"seq": 1, "strokes": [[["a", 2]]]}, "bad_coordinate"),
+    ({}, "snapshot", {"seq": 1, "strokes": [[[1e300, 2]]]}, "bad_coordinate"),
+    ({"MAX_STROKES": 2}, "snapshot", {"seq": 1, "strokes": [[[1, 1]]] * 3}, "too_many_strokes"),
+    ({"MAX_POINTS": 10}, "snapshot", {"seq": 1, "strokes": [[[1, 1]] * 11]}, "too_many_points"),
+    ({}, "snapshot", {"seq": 1, "image": "not base64!"}, "bad_image"),
+    ({}, "snapshot", {"seq": 1, "image": base64.b64encode(b"hello").decode()}, "bad_image"),
+    ({"MAX_IMAGE_BYTES": 100}, "snapshot", {"seq": 1, "image": png_data_url()}, "image_too_large"),
+    (
+        {"MAX_IMAGE_PIXELS": 100},
+        "snapshot",
+        {"seq": 1, "image": png_data_url()},
+        "image_too_many_pixels",
+    ),
+    (
+        {"MAX_PAYLOAD_BYTES": 1000},
+        "snapshot",
+        {"seq": 1, "strokes": [[[100, 100]] * 200]},
+        "payload_too_large",
+    ),
+    ({}, "predict", [], "bad_payload"),
+    ({}, "predict", {"seq": 1.5, "strokes": ONE}, "bad_seq"),
+    ({"MAX_POINTS": 10}, "predict", {"seq": 1, "strokes": [[[1, 1]] * 11]}, "too_many_points"),
+    ({}, "clear", {}, "bad_seq"),
+    ({}, "clear", {"seq": "x"}, "bad_seq"),
+    ({}, "clear", None, "bad_payload"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "event", "payload", "code"), BAD)
+def test_error_codes_keep_the_session_usable(app_factory, overrides, event, payload, code):
+    app = app_factory(**overrides)
+    client = socketio.test_client(app)
+    answer = client.emit(event, payload, callback=True)
+    error = wait_for(client, "error")
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    expected_seq = payload.get("seq") if isinstance(payload, dict) else None
+    assert error["seq"] == (expected_seq if type(expected_seq) is int else None)
+    if event == "predict":
+        assert answer == error
+    assert client.is_connected()
+    client.emit("snapshot", {"seq": 100, "strokes": [[[1, 1], [1, 9]]]})
+    check_probabilities(wait_for(client, "probabilities", 100))
+
+
+def test_undecodable_image_is_an_error_for_that_item_only(socket_client):
+    socket_client.emit("snapshot", {"seq": 1, "image": corrupt_png_data_url()})
+    assert wait_for(socket_client, "error", 1)["code"] == "bad_image"
+    ack = socket_client.emit("predict", {"seq": 2, "image": corrupt_png_data_url()}, callback=True)
+    assert ack["code"] == "bad_image" and ack["seq"] == 2
+    socket_client.emit("snapshot", {"seq": 3, "strokes": ONE})
+    check_probabilities(wait_for(socket_client, "probabilities", 3))
+
+
+def test_process_isolates_per_item_errors(app):
+    """One batch with a good, an empty and an undecodable drawing: each gets its own result."""
+    classifier = app.extensions["digits"].classifier
+    drawings = [
+        parse_drawing({"seq": 1, "strokes": ONE}),
+        parse_drawing({"seq": 2, "strokes": []}),
+        parse_drawing({"seq": 3, "image": corrupt_png_data_url()}),
+        parse_drawing({"seq": 4, "image": png_data_url()}),
+    ]
+    batch = process(drawings, [False, False, True, True], classifier, Config.MAX_IMAGE_PIXELS)
+    good, empty, bad, image = batch.results
+    assert good.probabilities.shape == (10,) and good.error is None and good.image is None
+    assert empty.x is None and empty.probabilities is None and empty.error is None
+    assert isinstance(bad.error, PayloadError) and bad.error.code == "bad_image"
+    assert image.image.startswith("data:image/png;base64,")
+    assert batch.inference_s > 0
+
+
+class BrokenClassifier:
+    """The only fake here: a real model cannot be made to fail on demand."""
+
+    info = {"name": "broken", "version": "0", "test_accuracy": None}
+
+    def predict(self, x):
+        raise RuntimeError("interpreter exploded")
+
+
+def test_inference_failure_is_internal_error_and_loop_survives(app):
+    service = app.extensions["digits"]
+    real = service.batcher._classifier
+    client = socketio.test_client(app)
+    service.batcher._classifier = BrokenClassifier()
+    answer = client.emit("predict", {"seq": 1, "strokes": ONE}, callback=True)
+    assert answer["code"] == "internal"
+    assert "exploded" not in answer["message"]  # internals stay in the log
+    service.batcher._classifier = real
+    client.emit("snapshot", {"seq": 2, "strokes": ONE})
+    check_probabilities(wait_for(client, "probabilities", 2))
