@@ -205,8 +205,10 @@ def test_one_pixel_of_ink():
 
 
 def test_undecodable_image_data_is_bad_image():
-    data = png(Image.effect_noise((64, 64), 50))
-    for broken in (data[: len(data) // 2], b"not an image", b""):
+    """Header checks pass a truncated JPEG/WebP; decoding must still fail cleanly."""
+    noise = Image.effect_noise((64, 64), 50)
+    truncated = [png(noise, fmt)[: len(png(noise, fmt)) // 2] for fmt in ("PNG", "JPEG", "WEBP")]
+    for broken in (*truncated, b"not an image", b""):
         with pytest.raises(PayloadError) as info:
             image_to_input(broken, MAX_PIXELS)
         assert info.value.code == "bad_image"
@@ -216,6 +218,29 @@ def test_pixel_limit_is_enforced_again_when_decoding():
     with pytest.raises(PayloadError) as info:
         image_to_input(png(Image.new("L", (100, 100))), max_pixels=99 * 100)
     assert info.value.code == "image_too_many_pixels"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    mode=st.sampled_from(["L", "LA", "RGB", "RGBA", "P", "1"]),
+    size=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    seed=st.integers(0, 2**32 - 1),
+    fmt=st.sampled_from(["PNG", "JPEG", "WEBP"]),
+)
+def test_any_valid_image_drawing_gives_none_or_a_valid_input(mode, size, seed, fmt):
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1, "1": 1}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], channels))
+    image = Image.fromarray(
+        pixels.astype(np.uint8).squeeze(axis=2) if channels == 1 else pixels.astype(np.uint8)
+    )
+    image = image.convert(mode) if mode in ("P", "1") else image
+    if fmt == "JPEG" and mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    data = png(image, fmt)
+    url = "data:image/x;base64," + base64.b64encode(data).decode()
+    x = to_model_input(parse_drawing({"seq": 0, "image": url}))
+    if x is not None:
+        assert_model_input(x)
 
 
 # --- dispatch and display ----------------------------------------------------------------
