@@ -220,6 +220,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def stdout_console() -> Console:
+    """Wide enough for the results table when stdout is a file or pipe (rich assumes 80)."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def results_table(results: Sequence[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for column in (
@@ -332,8 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        console = Console() if sys.stdout.isatty() else Console(width=160)
-        console.print(results_table(steps, f"{args.url} · {args.rate:g} snapshots/s max"))
+        stdout_console().print(results_table(steps, f"{args.url} · {args.rate:g} snapshots/s max"))
         if args.ramp:
             print(f"largest crowd with p95 <= {args.p95_bound_ms:g} ms: {result['max_drawers']}")
     if all(s["answered"] == 0 for s in steps):
