@@ -77,7 +77,7 @@ def parse_drawing(
     """Turn an untrusted JSON-decoded payload into a `Drawing` or raise `PayloadError`."""
     if not isinstance(payload, Mapping):
         raise PayloadError("bad_payload", "The payload must be a JSON object.")
-    seq = _parse_seq(payload.get("seq"), require_seq)
+    seq = parse_seq(payload.get("seq"), require_seq)
     strokes = payload.get("strokes")
     image = payload.get("image")
     if (strokes is None) == (image is None):
@@ -90,7 +90,8 @@ def parse_drawing(
     return Drawing(seq=seq, image=data, width=width, height=height)
 
 
-def _parse_seq(seq: Any, required: bool) -> int | None:
+def parse_seq(seq: Any, required: bool = True) -> int | None:
+    """Validate a client sequence number (also used alone, e.g. by the `clear` event)."""
     if seq is None:
         if required:
             raise PayloadError("bad_seq", "The payload must carry an integer 'seq'.")
@@ -98,6 +99,9 @@ def _parse_seq(seq: Any, required: bool) -> int | None:
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         raise PayloadError("bad_seq", f"'seq' must be an integer from 0 to {MAX_SEQ}.")
     return seq
+
+
+_parse_seq = parse_seq  # transitional: server/events.py still imports the old private name
 
 
 def _parse_strokes(strokes: Any, limits: Limits) -> tuple[np.ndarray, ...]:
