@@ -150,7 +150,7 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
             live.start()
         if sample is not None:  # replay the pen, then predict and clear, as the page does
             deadline = asyncio.get_running_loop().time() + PEN_SECONDS[1] + 60
-            await draw_one(session, sample.strokes, Throttle(args.rate), deadline)
+            await draw_one(session, sample.strokes, Throttle(session.max_rate(args.rate)), deadline)
             prediction = await session.predict(sample.strokes, sample.label)
         else:
             await session.update([], image=image)

@@ -296,6 +296,11 @@ class SocketSession:
     def connected(self) -> bool:
         return self.sio.connected
 
+    def max_rate(self, rate: float) -> float:
+        """`rate`, capped at the snapshot rate the server's `ready` says it will answer."""
+        cap = ((self.ready or {}).get("limits") or {}).get("snapshot_max_hz")
+        return min(rate, cap) if isinstance(cap, int | float) and cap > 0 else rate
+
     async def close(self) -> None:
         self.closing = True
         self.stats.unanswered += len(self._in_flight)
@@ -354,6 +359,7 @@ class SocketSession:
         start = time.perf_counter()
         answer = await self._request("predict", "prediction", payload, self.request_timeout)
         answer["rtt_ms"] = (time.perf_counter() - start) * 1000
+        self._supersede(seq)  # the server drops snapshots older than a predict
         self.stats.predict_ms.append(answer["rtt_ms"])
         self.stats.predictions_answered += 1
         if label is not None:
