@@ -9,11 +9,13 @@ reconnect elsewhere), then the process exits 0.
 """
 
 import errno
+import faulthandler
 import logging
 import os
 import signal
 import socket
 import sys
+import time
 
 from server import Service, create_app, socketio
 from server.config import Config, ConfigError
@@ -21,8 +23,9 @@ from server.inference import ModelLoadError
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
-SIGNAL_POLL_S = 0.2
-EXIT_GRACE_S = 5.0  # after draining, how long disconnecting clients may take
+SIGNAL_POLL_S = 0.05
+CLOSE_GRACE_S = 3.0  # after draining, how long flushing answers to clients may take
+EXIT_GRACE_S = 5.0  # then how long the web server may take to stop
 
 log = logging.getLogger("server")
 
@@ -105,11 +108,36 @@ class Shutdown:
         drained = self.service.batcher.drain(self.service.config.SHUTDOWN_TIMEOUT_S)
         if not drained:
             log.warning("event=drain_timeout pending=%d", self.service.batcher.stats()["pending"])
-        socketio.start_background_task(self._exit_after, EXIT_GRACE_S)
-        # Closing the transports (not a Socket.IO disconnect) makes browsers reconnect.
-        socketio.server.eio.disconnect()
+        socketio.start_background_task(self._exit_after, CLOSE_GRACE_S + EXIT_GRACE_S)
+        self._close_transports(CLOSE_GRACE_S)
         self.service.batcher.stop()
         self._stop_server()
+
+    @staticmethod
+    def _close_transports(timeout: float) -> None:
+        """Close every Engine.IO connection once its queued packets (the answers) are sent.
+
+        Closing the transport, not a Socket.IO disconnect, makes browsers reconnect (to the
+        next server). Each close waits for its own flush in its own task, so one client that
+        stopped reading cannot hold up the others or the exit.
+        """
+        eio = socketio.server.eio
+        sids = list(eio.sockets)
+        closed: list[str] = []
+
+        def close(sid: str) -> None:
+            try:
+                eio.disconnect(sid)
+            finally:
+                closed.append(sid)
+
+        for sid in sids:
+            socketio.start_background_task(close, sid)
+        deadline = time.monotonic() + timeout
+        while len(closed) < len(sids) and time.monotonic() < deadline:
+            socketio.sleep(0.02)
+        if len(closed) < len(sids):
+            log.warning("event=close_timeout unflushed=%d", len(sids) - len(closed))
 
     def _stop_server(self) -> None:
         self.stopping = True
@@ -129,6 +157,7 @@ class Shutdown:
     def _exit_after(seconds: float) -> None:
         socketio.sleep(seconds)
         log.warning("event=forced_exit after_s=%g", seconds)
+        faulthandler.dump_traceback(all_threads=True)  # what was still stuck, for the log
         logging.shutdown()
         os._exit(0)
 
