@@ -1,0 +1,94 @@
+"""The committed model: accuracy of the served .tflite, Keras/LiteRT agreement, a training
+smoke run, and a server import graph free of tensorflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import data
+from server.inference import Classifier
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "model"
+MNIST_TARGET = 0.996
+
+
+@pytest.fixture(scope="module")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    if data.mnist_dir() is None:
+        pytest.skip(f"MNIST IDX files not found ($MNIST_DIR or {data.DEFAULT_MNIST_DIR})")
+    _, (x, y) = data.load_mnist()
+    return x.astype(np.float32) / 255.0, y
+
+
+@pytest.fixture(scope="module")
+def tflite_probabilities(mnist_test) -> np.ndarray:
+    return Classifier.load(MODEL_DIR / "digits.tflite").predict(mnist_test[0])
+
+
+def test_served_model_reaches_target_on_official_test_set(mnist_test, tflite_probabilities):
+    x, y = mnist_test
+    assert len(y) == 10_000
+    accuracy = float((tflite_probabilities.argmax(axis=1) == y).mean())
+    assert accuracy >= MNIST_TARGET
+
+
+def test_keras_and_tflite_agree(mnist_test, tflite_probabilities):
+    keras = pytest.importorskip("keras")
+    model = keras.saving.load_model(MODEL_DIR / "digits.keras", compile=False)
+    keras_probabilities = model.predict(mnist_test[0][..., None], batch_size=500, verbose=0)
+    np.testing.assert_array_equal(
+        keras_probabilities.argmax(axis=1), tflite_probabilities.argmax(axis=1)
+    )
+    np.testing.assert_allclose(keras_probabilities, tflite_probabilities, atol=1e-4)
+
+
+def test_training_smoke_run_writes_a_servable_model(tmp_path):
+    pytest.importorskip("tensorflow")
+    if data.mnist_dir() is None:
+        pytest.skip("MNIST IDX files not found: the smoke run would download MNIST")
+    result = subprocess.run(
+        [sys.executable, "-m", "model.train", "--epochs", "1", "--limit", "2000"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["epochs_run"] == 1
+    assert log["data_sha256"]
+    probabilities = Classifier.load(tmp_path / "digits.tflite").predict(np.zeros((2, 28, 28)))
+    assert probabilities.shape == (2, 10)
+
+
+def test_server_import_graph_has_no_tensorflow():
+    """Import every server module (and the app factory) plus model.data in a clean process."""
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        import server, model.data
+        for module in pkgutil.iter_modules(server.__path__):
+            if module.name != "__main__":
+                importlib.import_module(f"server.{module.name}")
+        if hasattr(server, "create_app"):
+            server.create_app()
+        leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print(leaked)
+        assert not leaked, leaked
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
