@@ -129,7 +129,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     from server import events, routes
 
     app.register_blueprint(routes.bp)
-    events.register(socketio)
+    events.register(server, service)
     service.loop = socketio.start_background_task(batcher.run)
     log.info(
         "event=started async_mode=%s model=%s version=%s",
@@ -157,8 +157,38 @@ def _offload(async_mode: str):
     if async_mode == "eventlet":
         from eventlet import tpool
 
+        _fast_websocket_unmask()
+
         return tpool.execute  # only the one loop calls it: never two tpool calls at once
     return lambda fn, *args: fn(*args)  # threading: the loop is already a real thread
+
+
+def _fast_websocket_unmask() -> None:
+    """Unmask client WebSocket frames with one big-integer XOR instead of per byte.
+
+    eventlet 0.41's RFC6455WebSocket._apply_mask builds one bytes object per payload byte;
+    with many drawers that was the largest single cost on the event loop (profiled: ~0.4 ms
+    of a 5 kB snapshot). Same result (checked here against the original), ~100x faster.
+    """
+    from eventlet.websocket import RFC6455WebSocket
+
+    original = RFC6455WebSocket._apply_mask  # a staticmethod: the plain function
+    if getattr(original, "fast_unmask", False):
+        return  # already replaced by an earlier app in this process
+
+    def apply_mask(data: bytes, mask: tuple, length: int | None = None, offset: int = 0) -> bytes:
+        length = len(data) if length is None else length
+        key = bytes(mask[(offset + i) % 4] for i in range(4)) * (length // 4 + 1)
+        value = int.from_bytes(data[:length], "little") ^ int.from_bytes(key[:length], "little")
+        return value.to_bytes(length, "little")
+
+    sample, mask = bytes(range(256)) * 3 + b"tail", (1, 80, 255, 7)
+    for offset in (0, 3):
+        if apply_mask(sample, mask, offset=offset) != original(sample, mask, None, offset):
+            log.warning("event=websocket_unmask_check_failed; keeping eventlet's own")
+            return
+    apply_mask.fast_unmask = True
+    RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
 
 
 def _cors_policy(extra: list[str]):

@@ -124,32 +124,25 @@ def process(
 
 
 def probabilities_answer(seq: int | None, result: Result, latency_s: float) -> dict:
-    p = result.probabilities
     answer: dict[str, Any] = {"seq": seq}
-    if p is None:
+    if result.probabilities is None:
         answer.update(digit=None, confidence=None, probabilities=None, empty=True)
     else:
-        digit = int(np.argmax(p))
-        answer.update(
-            digit=digit,
-            confidence=round(float(p[digit]), PROBABILITY_DIGITS),
-            probabilities=[round(float(v), PROBABILITY_DIGITS) for v in p],
-            empty=False,
-        )
+        p = np.round(result.probabilities.astype(np.float64), PROBABILITY_DIGITS).tolist()
+        digit = int(np.argmax(result.probabilities))
+        answer.update(digit=digit, confidence=p[digit], probabilities=p, empty=False)
     answer["latency_ms"] = round(latency_s * 1000, 2)
     return answer
 
 
 def prediction_answer(seq: int | None, result: Result, latency_s: float) -> dict:
     answer = probabilities_answer(seq, result, latency_s)
-    p = result.probabilities
-    if p is None:
+    if result.probabilities is None:
         answer.update(top=[], input=None)
     else:
-        top = np.argsort(-p, kind="stable")[:3]
-        answer["top"] = [
-            {"digit": int(d), "p": round(float(p[d]), PROBABILITY_DIGITS)} for d in top
-        ]
+        p = answer["probabilities"]
+        top = np.argsort(-result.probabilities, kind="stable")[:3]
+        answer["top"] = [{"digit": int(d), "p": p[d]} for d in top]
         answer["input"] = result.image
     return answer
 
