@@ -162,8 +162,9 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
             if info["label"] is not None:
                 verdict = " ✓" if prediction.get("digit") == info["label"] else " ✗"
                 verdict = f" · label {info['label']}{verdict}"
+            answer = f"{prediction.get('digit')} ({prediction.get('confidence') or 0:.1%})"
             title = (
-                f"prediction: {prediction.get('digit')} ({prediction.get('confidence', 0):.1%}) · "
+                f"prediction: {'empty drawing' if prediction.get('empty') else answer} · "
                 f"{prediction['rtt_ms']:.1f} ms round trip · {len(updates)} live updates{verdict}"
             )
             live.update(bars(prediction, title))

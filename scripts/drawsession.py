@@ -272,8 +272,10 @@ class SocketSession:
         self._waiters: dict[tuple[str, int], asyncio.Future] = {}
         self._ready = asyncio.Event()
         self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+        self._refused: Any = None
         for event in ("ready", "probabilities", "prediction", "cleared", "error", "disconnect"):
             self.sio.on(event, getattr(self, f"_on_{event}"))
+        self.sio.on("connect_error", self._on_connect_error)
 
     async def connect(self, url: str, transports: Sequence[str] | None = ("websocket",)) -> None:
         try:
@@ -286,7 +288,10 @@ class SocketSession:
         except (socketio.exceptions.ConnectionError, OSError) as e:
             self.stats.connect_failures += 1
             await self.close()
-            raise SessionError(f"cannot connect to {url}: {root_cause(e)}") from e
+            reason = self._refused or root_cause(e)
+            if isinstance(reason, dict):  # refused by the server: {"code", "message"}
+                reason = f"refused ({reason.get('code')}): {reason.get('message')}"
+            raise SessionError(f"cannot connect to {url}: {reason}") from e
         except TimeoutError as e:
             self.stats.connect_failures += 1
             await self.close()
@@ -388,6 +393,9 @@ class SocketSession:
             future.set_result(data)
         if self.on_answer is not None:
             self.on_answer(event, data)
+
+    async def _on_connect_error(self, data: Any = None) -> None:
+        self._refused = data
 
     async def _on_ready(self, data: Any = None) -> None:
         self.ready = data if isinstance(data, dict) else {}
