@@ -24,6 +24,7 @@ from server.inference import ModelLoadError
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
 SIGNAL_POLL_S = 0.05
+HTTP_HEADROOM = 100  # connections beyond MAX_SESSIONS for HTTP requests
 CLOSE_GRACE_S = 3.0  # after draining, how long flushing answers to clients may take
 EXIT_GRACE_S = 5.0  # then how long the web server may take to stop
 
@@ -43,7 +44,12 @@ def main() -> int:
         return fail(str(e), EXIT_STARTUP)
     Shutdown(app.extensions["digits"]).install()
     log.info("event=listening host=%s port=%d", config.HOST, config.PORT)
-    socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
+    options = {"allow_unsafe_werkzeug": True}  # threading mode: werkzeug, stdin not a tty
+    if config.ASYNC_MODE == "eventlet":
+        # eventlet.wsgi serves at most max_size connections at once (default 1024); every
+        # Socket.IO session holds one, plus a few for HTTP.
+        options["max_size"] = config.MAX_SESSIONS + HTTP_HEADROOM
+    socketio.run(app, host=config.HOST, port=config.PORT, **options)
     log.info("event=stopped")
     return 0
 
