@@ -123,6 +123,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         sleep=server.sleep,
     )
     batcher = Batcher(classifier, config, metrics, hooks)
+    batcher.warm_up()
     service = Service(config, classifier, metrics, batcher, server.emit, server.async_mode)
     app.extensions["digits"] = service
 

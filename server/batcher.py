@@ -18,6 +18,7 @@ Those are green in eventlet mode and must not be touched from a native thread.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from server.config import Config
 from server.drawing import Drawing, PayloadError
@@ -289,6 +291,22 @@ class Batcher:
     def stop(self) -> None:
         self._running = False
         self._wake.set()
+
+    def warm_up(self) -> None:
+        """Run one stroke and one image drawing through `process`, before serving.
+
+        Besides making the first answer as fast as the rest, this primes the logging level
+        caches of the libraries `process` uses (Pillow logs at DEBUG while decoding PNGs): a
+        cache miss takes logging's lock, which eventlet turned green, and a green lock must
+        not be contended from the native worker thread.
+        """
+        buffer = io.BytesIO()
+        Image.new("LA", (8, 8), (0, 0)).save(buffer, format="PNG")
+        drawings = [
+            Drawing(seq=0, strokes=(np.array([[0.0, 0.0], [0.0, 9.0]]),)),
+            Drawing(seq=0, image=buffer.getvalue(), width=8, height=8),
+        ]
+        process(drawings, [True, True], self._classifier, self._config.MAX_IMAGE_PIXELS)
 
     def drain(self, timeout: float) -> bool:
         """Refuse new work and wait for every queued predict to be answered (SIGTERM)."""
