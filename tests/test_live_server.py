@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 import urllib.request
 from collections import defaultdict
 
@@ -63,6 +64,11 @@ class Recorder:
                 await self._changed.wait()
 
         return await asyncio.wait_for(found(), WAIT_S)
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=WAIT_S) as response:
+        return json.load(response)
 
 
 def as_lists(strokes: list[np.ndarray]) -> list[list[list[float]]]:
@@ -140,6 +146,13 @@ def test_concurrent_sessions_get_their_own_answers(live_server, clear_digits):
         prediction = next(d for e, d in recorder.events if e == "prediction")
         assert ack == prediction
         assert prediction["digit"] == sample["label"], f"client {index} drew {sample['label']}"
+    # Disconnects leave no per-session state behind.
+    for _ in range(int(WAIT_S / 0.05)):
+        health = get_json(f"{live_server.url}/healthz")
+        if health["sessions"] == 0 and health["pending"] == 0:
+            break
+        time.sleep(0.05)
+    assert (health["sessions"], health["pending"]) == (0, 0)
 
 
 def test_flood_is_coalesced(live_server):
@@ -210,8 +223,7 @@ def test_http_predict_and_health(live_server):
     with urllib.request.urlopen(request, timeout=WAIT_S) as response:
         answer = json.load(response)
     assert answer["seq"] == 1 and answer["empty"] is False and len(answer["top"]) == 3
-    with urllib.request.urlopen(f"{live_server.url}/healthz", timeout=WAIT_S) as response:
-        health = json.load(response)
+    health = get_json(f"{live_server.url}/healthz")
     assert health["status"] == "ok"
     assert health["async_mode"] in ("eventlet", "threading")
     with urllib.request.urlopen(f"{live_server.url}/metrics", timeout=WAIT_S) as response:
