@@ -127,3 +127,29 @@ def test_http_errors_are_json(client, method, path, status, code):
     response = getattr(client, method)(path)
     assert response.status_code == status
     assert response.is_json and response.json["code"] == code
+
+
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+
+
+@pytest.mark.parametrize(
+    ("cors_origins", "origin", "allowed"),
+    [
+        ("", "http://localhost", True),  # the page's own origin (test client host: localhost)
+        ("", "http://evil.example", False),
+        ("https://app.example, https://other.example", "https://app.example", True),
+        ("https://app.example", "http://localhost", True),
+        ("https://app.example", "http://evil.example", False),
+    ],
+)
+def test_socket_io_origins(app_factory, cors_origins, origin, allowed):
+    client = app_factory(CORS_ORIGINS=cors_origins).test_client()
+    response = client.get(HANDSHAKE, headers={"Origin": origin})
+    assert (response.status_code == 200) == allowed
+    if allowed:
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_socket_io_without_origin_header_is_allowed(client):
+    """Non-browser clients (python-socketio, curl) send no Origin."""
+    assert client.get(HANDSHAKE).status_code == 200
