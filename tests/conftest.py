@@ -15,11 +15,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from server import create_app, socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0
+SLOW_EXAMPLES = 2000  # hypothesis examples per test with --slow (the default profile: 100)
+
+settings.register_profile("slow", max_examples=SLOW_EXAMPLES)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run @pytest.mark.slow tests and fuzz with many more examples (nightly)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Loaded before test modules are imported, so their @settings inherit the profile.
+    if config.getoption("--slow"):
+        settings.load_profile("slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="long-running: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def free_port() -> int:
