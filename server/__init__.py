@@ -4,7 +4,7 @@
 to an app (config, classifier, metrics, batcher) lives in `app.extensions["digits"]`, never
 in module globals, so tests can build several apps in one process. The one module global,
 `socketio`, is the Flask-SocketIO extension object; it always points at the newest app's
-Socket.IO server, which is why the batcher emits through the server it was created with.
+Socket.IO server, which is why each app's handlers and batcher hold on to their own server.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ log = logging.getLogger("server")
 
 @dataclass
 class Service:
-    """Per-app state that handlers and routes reach through `current_service()`."""
+    """Per-app state: Socket.IO handlers close over it, HTTP routes use `current_service()`."""
 
     config: Config
     classifier: Classifier
