@@ -25,6 +25,7 @@ if sys.argv[:1] == ["-m"] and os.environ.get("ASYNC_MODE", "eventlet").strip() =
 
     eventlet.monkey_patch()
 
+import functools  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
@@ -34,6 +35,7 @@ from typing import Any  # noqa: E402
 from flask import Flask, current_app  # noqa: E402
 from flask_socketio import SocketIO  # noqa: E402
 
+from server import cluster  # noqa: E402
 from server.batcher import Batcher, Hooks  # noqa: E402
 from server.config import Config, ConfigError  # noqa: E402
 from server.drawing import Limits  # noqa: E402
@@ -58,6 +60,7 @@ class Service:
     async_mode: str
     started: float = field(default_factory=time.monotonic)
     loop: Any = None  # the batcher's background task
+    cluster: cluster.ClusterState | None = None  # cluster mode's shared figures
 
     @property
     def limits(self) -> Limits:
@@ -113,19 +116,29 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         cors_allowed_origins=_cors_policy(config.cors_origins),
         logger=False,
         engineio_logger=False,
+        client_manager=cluster.client_manager(config.MESSAGE_QUEUE),
     )
     server = socketio.server
+    if config.WORKER_ID:
+        cluster.prefix_session_ids(server.eio, config.WORKER_ID)
+    # Answers always go to a session on this worker: never through the message queue.
+    emit = functools.partial(server.emit, ignore_queue=True)
     metrics = Metrics()
     hooks = Hooks(
-        emit=server.emit,
+        emit=emit,
         create_event=server.eio.create_event,
         offload=_offload(server.async_mode),
         sleep=server.sleep,
     )
     batcher = Batcher(classifier, config, metrics, hooks)
     batcher.warm_up()
-    service = Service(config, classifier, metrics, batcher, server.emit, server.async_mode)
+    service = Service(config, classifier, metrics, batcher, emit, server.async_mode)
     app.extensions["digits"] = service
+    if config.MESSAGE_QUEUE:
+        service.cluster = cluster.ClusterState(
+            service, config.MESSAGE_QUEUE, config.WORKER_ID, server.sleep
+        )
+        socketio.start_background_task(service.cluster.run)
 
     from server import events, routes
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +49,8 @@ class Config:
     MAX_PENDING_PREDICTS: int = 1000  # unanswered predicts in total (sockets + HTTP)
     PREDICT_TIMEOUT_S: float = 30.0  # an HTTP predict / ack waits at most this long
     SHUTDOWN_TIMEOUT_S: float = 10.0  # SIGTERM: how long to finish queued predictions
+    MESSAGE_QUEUE: str = ""  # cluster mode: redis://host:port/db shared by all workers
+    WORKER_ID: str = ""  # cluster mode: this worker's name, the prefix of its session ids
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -90,6 +93,16 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be greater than 0, not {getattr(self, name)}")
+        if self.WORKER_ID and not re.fullmatch(r"[a-z0-9]{1,16}", self.WORKER_ID):
+            raise ConfigError(
+                f"WORKER_ID must be 1-16 lowercase letters or digits, not {self.WORKER_ID!r}"
+            )
+        if self.MESSAGE_QUEUE and not self.MESSAGE_QUEUE.startswith(("redis://", "rediss://")):
+            raise ConfigError(
+                f"MESSAGE_QUEUE must be a redis:// or rediss:// URL, not {self.MESSAGE_QUEUE!r}"
+            )
+        if self.MESSAGE_QUEUE and not self.WORKER_ID:
+            raise ConfigError("MESSAGE_QUEUE needs a WORKER_ID (unique per worker, e.g. w0)")
         for name in ("SNAPSHOT_MAX_HZ", "MAX_SESSIONS_PER_IP", "SHUTDOWN_TIMEOUT_S"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, not {getattr(self, name)}")

@@ -72,6 +72,8 @@ def healthz() -> tuple[Response, int]:
         **service.batcher.stats(),
         "async_mode": service.async_mode,
     }
+    if service.cluster is not None:
+        body["cluster"] = service.cluster.view()
     return jsonify(body), 503 if draining else 200
 
 
