@@ -47,6 +47,7 @@ class Config:
     MAX_SESSIONS_PER_IP: int = 0  # 0 = no per-address cap (a proxy makes everyone one address)
     MAX_SESSION_PREDICTS: int = 4  # unanswered predicts one session may have queued
     MAX_PENDING_PREDICTS: int = 1000  # unanswered predicts in total (sockets + HTTP)
+    MAX_MESSAGES_PER_S: float = 50.0  # read per connection; faster senders wait (0 = no cap)
     PREDICT_TIMEOUT_S: float = 30.0  # an HTTP predict / ack waits at most this long
     SHUTDOWN_TIMEOUT_S: float = 10.0  # SIGTERM: how long to finish queued predictions
     MESSAGE_QUEUE: str = ""  # cluster mode: redis://host:port/db shared by all workers
@@ -103,7 +104,12 @@ class Config:
             )
         if self.MESSAGE_QUEUE and not self.WORKER_ID:
             raise ConfigError("MESSAGE_QUEUE needs a WORKER_ID (unique per worker, e.g. w0)")
-        for name in ("SNAPSHOT_MAX_HZ", "MAX_SESSIONS_PER_IP", "SHUTDOWN_TIMEOUT_S"):
+        for name in (
+            "SNAPSHOT_MAX_HZ",
+            "MAX_SESSIONS_PER_IP",
+            "MAX_MESSAGES_PER_S",
+            "SHUTDOWN_TIMEOUT_S",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, not {getattr(self, name)}")
 

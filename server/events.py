@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,8 @@ INTERNAL = PayloadError("internal", "The server failed to handle this message.")
 
 def register(server: socketio.Server, service: Service) -> None:
     """Attach the handlers for one app to its Socket.IO server."""
+    server.packet_class.json = WireJson
+    pace_messages(server, service.config.MAX_MESSAGES_PER_S)
     handlers = Handlers(service)
     server.on("connect", handlers.connect)
     server.on("disconnect", handlers.disconnect)
@@ -96,7 +99,7 @@ class Handlers:
 
     def clear(self, sid: str, payload: Any = None, *_: Any) -> None:
         try:
-            if not isinstance(payload, dict):
+            if not isinstance(self._checked(payload), dict):
                 raise PayloadError("bad_payload", "The payload must be a JSON object.")
             self.batcher.clear(sid, _parse_seq(payload.get("seq"), required=True))
         except PayloadError as e:
@@ -104,6 +107,8 @@ class Handlers:
 
     def _checked(self, payload: Any) -> Any:
         """Refuse a payload whose JSON is over MAX_PAYLOAD_BYTES (the transport allows more)."""
+        if isinstance(payload, Undecodable):
+            raise PayloadError("bad_payload", payload.message)
         limit = self.service.config.MAX_PAYLOAD_BYTES
         try:
             size = len(json.dumps(payload, separators=(",", ":"), default=_binary_size))
@@ -145,3 +150,70 @@ def _binary_size(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "x" * len(value)
     raise TypeError(type(value).__name__)
+
+
+class Undecodable:
+    """Stands in for a message whose JSON the server cannot decode (see `WireJson`)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+_EVENT_NAME = re.compile(r'\s*\[\s*"([A-Za-z_]{1,32})"')
+
+
+class WireJson:
+    """The JSON module of the Socket.IO packets: `json`, except that undecodable text
+    (invalid, nested deeper than Python's recursion limit, integers over 4300 digits)
+    becomes the event with an `Undecodable` payload, so the client gets a `bad_payload`
+    error. With plain `json` python-socketio drops such a message without an answer and
+    logs a traceback for each one, which a hostile client can repeat at will."""
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return json.loads(text, *args, **kwargs)
+        except (ValueError, RecursionError) as e:
+            reason = "nests too deeply" if isinstance(e, RecursionError) else "is not valid JSON"
+            head = text[:64].decode(errors="replace") if isinstance(text, bytes) else text[:64]
+            name = _EVENT_NAME.match(head)
+            # An unknown event name is ignored by python-socketio, without a log line.
+            event = name[1] if name else "undecodable"
+            return [event, Undecodable(f"The message {reason}.")]
+
+
+def pace_messages(server: socketio.Server, rate: float) -> None:
+    """Read at most `rate` messages a second from each connection (bursts of `rate`).
+
+    Engine.IO reads a connection's messages in one loop that only yields when the socket
+    has no data, and python-socketio hands each event to a new task: one client sending
+    as fast as it can starved every other client (eventlet) and piled up tasks holding
+    its messages. After each message this yields, and once a connection is over the rate
+    it sleeps, so the kernel's buffers fill and the sender is slowed by TCP itself:
+    nothing is dropped and no error is sent, that client just waits. 0 = only yield.
+    """
+    handle = server.eio.handlers["message"]
+    budgets: dict[str, tuple[float, float]] = {}  # eio sid -> (tokens, monotonic time)
+    forget = server.eio.handlers.get("disconnect")
+
+    def on_message(eio_sid: str, data: Any) -> None:
+        try:
+            handle(eio_sid, data)
+        finally:
+            delay = 0.0
+            if rate:
+                now = time.monotonic()
+                tokens, last = budgets.get(eio_sid, (rate, now))
+                tokens = min(rate, tokens + (now - last) * rate) - 1.0
+                budgets[eio_sid] = (tokens, now)
+                delay = -tokens / rate if tokens < 0 else 0.0
+            server.sleep(delay)
+
+    def on_disconnect(eio_sid: str, *args: Any) -> Any:
+        budgets.pop(eio_sid, None)
+        return forget(eio_sid, *args) if forget else None
+
+    server.eio.on("message", on_message)
+    server.eio.on("disconnect", on_disconnect)
