@@ -439,7 +439,8 @@
           '<span class="t-pct"></span>';
         li.querySelector(".t-digit").textContent = String(d);
         li.querySelector(".t-fill").style.width = `${(p * 100).toFixed(1)}%`;
-        li.querySelector(".t-pct").textContent = `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`;
+        li.querySelector(".t-pct").textContent =
+          p < 0.001 ? "<0.1%" : `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`;
         return li;
       }),
     );
