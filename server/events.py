@@ -25,7 +25,7 @@ import socketio
 
 from server import Service
 from server.batcher import error_answer
-from server.drawing import PayloadError, _parse_seq, parse_drawing
+from server.drawing import PayloadError, parse_drawing, parse_seq
 
 log = logging.getLogger("server.events")
 INTERNAL = PayloadError("internal", "The server failed to handle this message.")
@@ -101,7 +101,7 @@ class Handlers:
         try:
             if not isinstance(self._checked(payload), dict):
                 raise PayloadError("bad_payload", "The payload must be a JSON object.")
-            self.batcher.clear(sid, _parse_seq(payload.get("seq"), required=True))
+            self.batcher.clear(sid, parse_seq(payload.get("seq")))
         except PayloadError as e:
             refuse(self.service, sid, payload, e)
 
