@@ -92,7 +92,10 @@ def predict() -> tuple[Response, int]:
     try:
         if not request.is_json:
             raise PayloadError("bad_payload", "Send the drawing as application/json.")
-        payload = request.get_json(silent=True)
+        try:
+            payload = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the decoder goes; `silent` misses it
+            payload = None
         if payload is None:
             raise PayloadError("bad_payload", "The body is not valid JSON.")
         drawing = parse_drawing(payload, service.limits, require_seq=False)
