@@ -1,0 +1,442 @@
+"""Fuzzing every entry point with hypothesis: the Socket.IO events (in-process, and a smaller
+run against a live server) and POST /api/predict.
+
+Whatever arrives (any JSON shape, wrong types at every field, NaN and infinities, huge
+numbers, deep nesting, empty and giant strings, invalid base64, images that are not images,
+truncated images, crafted 1x1 and 20000x20000 headers, decompression bombs, sizes on both
+sides of every limit), the answer is either a valid one or an error with a stable code, in
+bounded time (every wait has a deadline), and the SAME session then still reads a valid
+digit correctly. The CI profile runs ~100 examples per test; `--slow` runs 2000.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+
+import pytest
+import socketio
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from server import create_app
+from server import socketio as flask_socketio
+from server.drawing import MAX_SEQ
+
+pytestmark = pytest.mark.timeout(600)
+
+# Every code in docs/protocol.md that a client payload can cause.
+CODES = {
+    "bad_payload",
+    "bad_seq",
+    "bad_strokes",
+    "bad_coordinate",
+    "too_many_strokes",
+    "too_many_points",
+    "bad_image",
+    "image_too_large",
+    "image_too_many_pixels",
+    "payload_too_large",
+    "too_many_predicts",
+}
+# Small limits, so random payloads cross them often; the probe digit fits easily.
+LIMITS = {
+    "MAX_PAYLOAD_BYTES": 60_000,
+    "MAX_STROKES": 8,
+    "MAX_POINTS": 400,
+    "MAX_IMAGE_BYTES": 30_000,
+    "MAX_IMAGE_PIXELS": 1_000_000,
+}
+ONE = [[[140, 40 + 4 * i] for i in range(50)]]  # a vertical bar: a "1" on a 280 px canvas
+WAIT_S = 10.0  # PREDICT_TIMEOUT_S of the fuzzed apps: a hang becomes a `timeout` answer
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- images ----------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def crafted_png(width: int, height: int, pixels: bytes = b"") -> bytes:
+    """A valid PNG header of any size; the pixel data (default: none) is whatever is given."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(pixels))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """Real, all-zero pixel rows: a few kB that decode to width x height bytes."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)  # filter byte + pixels
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", data)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real 8x8 JPEG whose frame header is rewritten to claim width x height."""
+    data = bytearray(encode(Image.new("L", (8, 8), 255), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def canvas_png(size: int = 280) -> bytes:
+    image = Image.new("LA", (size, size), (0, 0))
+    for y in range(size // 7, size * 6 // 7):
+        for x in range(size // 2 - size // 30, size // 2 + size // 30):
+            image.putpixel((x, y), (0, 255))
+    return encode(image, "PNG")
+
+
+def image_samples() -> dict[str, bytes]:
+    webp = encode(Image.new("RGB", (64, 64), "white"), "WEBP")
+    png = canvas_png(64)
+    return {
+        "png_1x1": encode(Image.new("LA", (1, 1), (0, 255)), "PNG"),
+        "jpeg_1x1": encode(Image.new("L", (1, 1), 0), "JPEG"),
+        "canvas_png": png,
+        "png_20000x20000_header": crafted_png(20000, 20000),
+        "png_1000x1000_no_pixels": crafted_png(1000, 1000),
+        "png_0x0_header": crafted_png(0, 0),
+        "png_2pow31_header": crafted_png(2**31 - 1, 2**31 - 1),
+        "png_bomb_within_limit": png_bomb(1000, 1000),
+        "png_bomb_over_limit": png_bomb(1001, 1000),
+        "jpeg_20000x20000_header": jpeg_claiming(20000, 20000),
+        "jpeg_1000x1000_header": jpeg_claiming(1000, 1000),
+        "truncated_png": png[: len(png) // 2],
+        "truncated_png_with_iend": png[:40] + png[-12:],
+        "truncated_jpeg": encode(Image.new("L", (64, 64), 0), "JPEG")[:200],
+        "truncated_webp": webp[: len(webp) // 2],
+        "gif": encode(Image.new("L", (16, 16), 0), "GIF"),
+        "bmp": encode(Image.new("L", (16, 16), 0), "BMP"),
+        "text": b"this is not an image",
+        "empty": b"",
+        "zeros": bytes(1000),
+        "png_signature_only": b"\x89PNG\r\n\x1a\n",
+    }
+
+
+IMAGES = image_samples()
+
+
+# --- strategies --------------------------------------------------------------------------
+
+numbers = st.one_of(
+    st.integers(),
+    st.integers(min_value=-(2**200), max_value=2**200),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, -1, MAX_SEQ, MAX_SEQ + 1, 1e6, 1e6 + 1, -1e6 - 1, 1e308, -0.0]),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    numbers,
+    st.text(max_size=20),
+    st.sampled_from(["", "data:", "data:image/png;base64,", "[[[1,2]]]"]),
+    st.sampled_from([59_000, 70_000]).map(lambda n: "x" * n),  # giant strings
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=40,
+)
+
+
+def nested(depth: int) -> list:
+    value: list = [[1, 2]]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+points = st.one_of(
+    st.tuples(numbers, numbers).map(list),
+    st.lists(json_values, max_size=3),
+    json_values,
+)
+strokes = st.one_of(
+    st.lists(st.lists(points, max_size=60), max_size=10),
+    st.lists(
+        st.lists(st.tuples(st.floats(0, 280), st.floats(0, 280)).map(list), max_size=80),
+        max_size=10,
+    ),
+    # just under and over MAX_POINTS / MAX_STROKES
+    st.sampled_from([399, 400, 401]).map(lambda n: [[[1.0, float(i)] for i in range(n)]]),
+    st.sampled_from([8, 9]).map(lambda n: [[[1, 2]] for _ in range(n)]),
+    st.integers(1, 200).map(nested),
+    json_values,
+)
+
+
+def base64_text(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+images = st.one_of(
+    st.sampled_from(sorted(IMAGES)).map(lambda name: base64_text(IMAGES[name])),
+    st.sampled_from(sorted(IMAGES)).map(
+        lambda name: "data:image/png;base64," + base64_text(IMAGES[name])
+    ),
+    st.binary(max_size=300).map(base64_text),
+    st.binary(max_size=300).map(lambda b: "data:image/jpeg;base64," + base64_text(b)),
+    st.text(max_size=50),
+    st.sampled_from(["data:text/plain;base64,aGk=", "data:image/png,raw", "!!!!", "QQ="]),
+    # just under and over MAX_IMAGE_BYTES (base64 of 30000 / 30001 bytes)
+    st.sampled_from([29_999, 30_000, 30_001, 60_000]).map(lambda n: base64_text(bytes(n))),
+    json_values,
+)
+seqs = st.one_of(st.none(), st.integers(0, 1000), numbers, json_values)
+
+
+@st.composite
+def payloads(draw) -> object:
+    """A dict with seq/strokes/image of any type (each may be missing), or any JSON value."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(json_values)
+    payload: dict = {}
+    if draw(st.booleans()):
+        payload["seq"] = draw(seqs)
+    kind = draw(st.sampled_from(["strokes", "image", "both", "neither"]))
+    if kind in ("strokes", "both"):
+        payload["strokes"] = draw(strokes)
+    if kind in ("image", "both"):
+        payload["image"] = draw(images)
+    if draw(st.integers(0, 4)) == 0:
+        payload[draw(st.text(max_size=8))] = draw(json_values)  # extra fields are ignored
+    return payload
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def check_answer(answer: object, kind: str) -> None:
+    """A valid `probabilities`/`prediction` or an error with a stable code, nothing else."""
+    assert isinstance(answer, dict), answer
+    if "code" in answer:
+        assert answer["code"] in CODES, answer
+        assert isinstance(answer["message"], str) and answer["message"]
+        assert answer["seq"] is None or type(answer["seq"]) is int
+        return
+    if answer["empty"]:
+        assert answer["digit"] is None and answer["probabilities"] is None
+    else:
+        assert len(answer["probabilities"]) == 10
+        assert 0 <= answer["digit"] <= 9
+    if kind == "prediction":
+        assert "top" in answer and "input" in answer
+
+
+def check_errors(client) -> None:
+    """Every event queued for this test client so far is well-formed; then forget them."""
+    for packet in client.get_received():
+        if packet["name"] == "error":
+            check_answer(packet["args"][0], "error")
+
+
+def check_reads_a_one(answer: dict) -> None:
+    assert "code" not in answer, answer
+    assert answer["digit"] == 1, answer
+
+
+# --- in-process Socket.IO ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_app():
+    app = create_app(
+        {"ASYNC_MODE": "threading", "LOG_LEVEL": "ERROR", "PREDICT_TIMEOUT_S": WAIT_S, **LIMITS}
+    )
+    yield app
+    app.extensions["digits"].close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(fuzz_app):
+    client = flask_socketio.test_client(fuzz_app)
+    assert client.is_connected()
+    yield client
+    client.disconnect()
+
+
+@FUZZ
+@given(event=st.sampled_from(["snapshot", "predict", "clear"]), payload=payloads())
+def test_socket_events_answer_or_refuse_and_the_session_lives_on(fuzz_client, event, payload):
+    answer = fuzz_client.emit(event, payload, callback=True)
+    if event == "predict":  # snapshots and clears answer with events, checked next
+        check_answer(answer, "prediction")
+    check_errors(fuzz_client)
+    check_reads_a_one(fuzz_client.emit("predict", {"strokes": ONE}, callback=True))
+    assert fuzz_client.is_connected()
+
+
+@FUZZ
+@given(args=st.lists(json_values, max_size=4))
+def test_any_number_of_arguments(fuzz_client, args):
+    """Socket.IO events may carry any number of arguments of any type."""
+    for event in ("snapshot", "predict", "clear", "unknown"):
+        fuzz_client.emit(event, *args)
+    check_errors(fuzz_client)
+    check_reads_a_one(fuzz_client.emit("predict", {"strokes": ONE}, callback=True))
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+@pytest.mark.parametrize("event", ["snapshot", "predict"])
+def test_every_crafted_image(fuzz_client, name, event):
+    """Each crafted image once, by name: an answer or a stable refusal (some arrive from
+    the batcher, after decoding), then a correct reading on the same session."""
+    payload = {"seq": 2**40, "image": "data:image/png;base64," + base64_text(IMAGES[name])}
+    answer = fuzz_client.emit(event, payload, callback=True)
+    if event == "predict":
+        check_answer(answer, "prediction")
+    check_reads_a_one(fuzz_client.emit("predict", {"strokes": ONE}, callback=True))
+    check_errors(fuzz_client)
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("png_20000x20000_header", "image_too_many_pixels"),
+        ("jpeg_20000x20000_header", "image_too_many_pixels"),
+        ("png_2pow31_header", "image_too_many_pixels"),
+        ("png_bomb_over_limit", "image_too_many_pixels"),
+        ("truncated_png", "bad_image"),
+        ("text", "bad_image"),
+        ("gif", "bad_image"),
+        ("png_1000x1000_no_pixels", "bad_image"),  # refused when decoded, off the hub
+    ],
+)
+def test_hostile_images_are_refused_with_their_code(fuzz_client, name, code):
+    payload = {"seq": 1, "image": base64_text(IMAGES[name])}
+    assert fuzz_client.emit("predict", payload, callback=True)["code"] == code
+    check_reads_a_one(fuzz_client.emit("predict", {"strokes": ONE}, callback=True))
+
+
+def test_bomb_within_the_pixel_limit_is_decoded(fuzz_client):
+    payload = {"seq": 1, "image": base64_text(IMAGES["png_bomb_within_limit"])}
+    answer = fuzz_client.emit("predict", payload, callback=True)
+    assert answer["empty"] is True  # all background: decoded, and nothing drawn
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"seq": 1, "strokes": [[[1.0, float(i)] for i in range(400)]]}, None),
+        ({"seq": 1, "strokes": [[[1.0, float(i)] for i in range(401)]]}, "too_many_points"),
+        ({"seq": 1, "strokes": [[[1, 2]]] * 8}, None),
+        ({"seq": 1, "strokes": [[[1, 2]]] * 9}, "too_many_strokes"),
+        ({"seq": 1, "strokes": [[[1e6, -1e6]]]}, None),
+        ({"seq": 1, "strokes": [[[1e6 + 1, 0]]]}, "bad_coordinate"),
+        ({"seq": MAX_SEQ, "strokes": []}, None),
+        ({"seq": MAX_SEQ + 1, "strokes": []}, "bad_seq"),
+        ({"seq": 1, "image": base64_text(crafted_png(1000, 1000))}, "bad_image"),
+        ({"seq": 1, "image": base64_text(crafted_png(1001, 1000))}, "image_too_many_pixels"),
+        ({"seq": 1, "image": base64_text(bytes(30_000))}, "bad_image"),
+        ({"seq": 1, "image": base64_text(bytes(30_001))}, "image_too_large"),
+        ({"seq": 1, "strokes": [], "pad": "x" * 59_900}, None),
+        ({"seq": 1, "strokes": [], "pad": "x" * 60_000}, "payload_too_large"),
+    ],
+)
+def test_just_under_and_over_every_limit(fuzz_client, payload, code):
+    answer = fuzz_client.emit("predict", payload, callback=True)
+    assert answer.get("code") == code, answer
+    check_reads_a_one(fuzz_client.emit("predict", {"strokes": ONE}, callback=True))
+
+
+# --- HTTP --------------------------------------------------------------------------------
+
+
+bodies = st.one_of(
+    payloads().map(lambda p: json.dumps(p).encode()),  # NaN / Infinity tokens included
+    st.binary(max_size=200),
+    st.text(max_size=200).map(str.encode),
+    st.sampled_from([b"", b"{", b"[" * 5000 + b"]" * 5000, b"1" * 5000, b'{"strokes": NaN}']),
+)
+content_types = st.sampled_from(
+    ["application/json", "application/json; charset=utf-8", "text/plain", "", "multipart/form-data"]
+)
+
+
+@FUZZ
+@given(body=bodies, content_type=content_types)
+def test_http_predict_answers_or_refuses_with_json(fuzz_app, body, content_type):
+    client = fuzz_app.test_client()
+    response = client.post("/api/predict", data=body, content_type=content_type)
+    assert response.is_json, response.data[:200]
+    if response.status_code == 200:
+        check_answer(response.json, "prediction")
+    else:
+        assert 400 <= response.status_code < 500, response.json
+        assert response.json["code"] in CODES, response.json
+    probe = client.post("/api/predict", json={"strokes": ONE})
+    check_reads_a_one(probe.json)
+
+
+def test_http_body_over_the_limit_is_413(fuzz_app):
+    client = fuzz_app.test_client()
+    body = json.dumps({"strokes": [], "pad": "x" * LIMITS["MAX_PAYLOAD_BYTES"]})
+    response = client.post("/api/predict", data=body, content_type="application/json")
+    assert response.status_code == 413 and response.json["code"] == "payload_too_large"
+
+
+# --- a live server, over the wire ------------------------------------------------------
+
+LIVE_EXAMPLES = max(25, settings.default.max_examples // 4)
+
+
+@pytest.mark.live
+def test_live_server_answers_fuzzed_events(live_server_factory):
+    """A smaller run through the real transport (eventlet, JSON over a WebSocket)."""
+    server = live_server_factory(
+        ASYNC_MODE="eventlet",
+        LOG_LEVEL="WARNING",
+        PREDICT_TIMEOUT_S=str(WAIT_S),
+        **{k: str(v) for k, v in LIMITS.items()},
+    )
+    client = socketio.Client(reconnection=False)
+    errors: list[dict] = []
+    client.on("error", errors.append)
+    client.connect(server.url, transports=["websocket"], wait_timeout=WAIT_S)
+
+    @settings(FUZZ, max_examples=LIVE_EXAMPLES)
+    @given(event=st.sampled_from(["snapshot", "predict", "clear"]), payload=payloads())
+    def fuzz(event, payload):
+        # Over about twice MAX_PAYLOAD_BYTES the transport closes the connection (by
+        # design, tested in test_hostile_clients.py); stay under it here.
+        assume(len(json.dumps(payload)) < 2 * LIMITS["MAX_PAYLOAD_BYTES"])
+        if event == "predict":
+            check_answer(client.call(event, payload, timeout=WAIT_S * 2), "prediction")
+        else:
+            client.emit(event, payload)
+        check_reads_a_one(client.call("predict", {"strokes": ONE}, timeout=WAIT_S * 2))
+        assert client.connected
+
+    try:
+        fuzz()
+        for error in errors:
+            check_answer(error, "error")
+    finally:
+        client.disconnect()
+    assert server.proc.poll() is None, server.log()
+    assert "Traceback" not in server.log()
