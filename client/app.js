@@ -34,6 +34,7 @@
     guessText: $("#guess-text"),
     bars: $("#bars"),
     result: $("#result"),
+    resultLabel: $("#result-label"),
     resultDigit: $("#result-digit"),
     resultConfidence: $("#result-confidence"),
     resultTop: $("#result-top"),
@@ -423,6 +424,7 @@
     const sure = conf >= UNSURE_BELOW;
     els.result.dataset.state = sure ? "sure" : "unsure";
     els.result.dataset.digit = String(lead);
+    els.resultLabel.textContent = sure ? "Prediction" : "Best guess";
     els.resultDigit.textContent = String(lead);
     els.resultConfidence.textContent = sure
       ? `${Math.round(conf * 100)}% sure`
@@ -484,7 +486,8 @@
     reconnectionDelayMax: 2000,
     timeout: 5000,
   });
-  let downSince = null;
+  let everConnected = false;
+  let downSince = null; // when the connection was lost; long enough ago means "offline"
   let offlineTimer = null;
 
   function setConn(state) {
@@ -524,6 +527,7 @@
   }
 
   socket.on("connect", () => {
+    everConnected = true;
     downSince = null;
     clearTimeout(offlineTimer);
     offlineTimer = null;
@@ -536,10 +540,18 @@
     dropOutstanding();
     connectionLost("reconnecting");
     // The server closing the session on purpose stops auto-reconnect; come back anyway.
-    if (reason === "io server disconnect") setTimeout(() => socket.connect(), 1000);
+    if (!socket.active && reason !== "io client disconnect") setTimeout(() => socket.connect(), 1000);
   });
 
-  socket.on("connect_error", () => connectionLost(seqCounter || downSince ? "reconnecting" : "connecting"));
+  socket.on("connect_error", (err) => {
+    connectionLost(everConnected ? "reconnecting" : "connecting");
+    // A refusal by the server (server_full, shutting_down...) stops auto-reconnect: retry
+    // later, with jitter so that a full server is not hit by everyone at the same moment.
+    if (!socket.active) {
+      if (err && err.data && typeof err.data.message === "string") showNotice(err.data.message);
+      setTimeout(() => socket.connect(), 2000 + Math.random() * 3000);
+    }
+  });
   socket.io.on("reconnect_attempt", () => connectionLost("reconnecting"));
   window.addEventListener("offline", () => connectionLost("reconnecting"));
   window.addEventListener("online", () => {

@@ -140,13 +140,17 @@ def pick(digits):
 class Client:
     """One open page on the app, with its console errors collected."""
 
-    def __init__(self, browser, url: str, **context_options) -> None:
+    def __init__(self, browser, url: str, live: bool = True, **context_options) -> None:
         self.context = browser.new_context(**context_options)
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(url)
+        if live:
+            self.wait_live()
+
+    def wait_live(self) -> None:
         self.expect_state("live")
         self.page.evaluate(WATCH_SEQS)
 
@@ -478,3 +482,24 @@ def test_page_reconnects_after_server_restart_and_predicts_again(
         client.close()
         if restarted is not None:
             restarted.stop()
+
+
+def test_page_refused_by_a_full_server_joins_when_a_place_frees(browser, live_server_factory, pick):
+    digit, strokes = pick(0, 6, 8)
+    server = live_server_factory(ASYNC_MODE="eventlet", MAX_SESSIONS="1")
+    first = Client(browser, server.url, **DESKTOP)
+    second = Client(browser, server.url, live=False, **DESKTOP)
+    try:
+        notice = second.page.locator("#notice")
+        notice.wait_for(state="visible")  # the server's refusal, in words
+        assert "too many sessions" in notice.inner_text()
+        assert second.attr("#conn", "data-state") in ("connecting", "offline")
+        assert second.page.locator("#predict").is_disabled()
+        first.close()  # a place frees up: the refused page retries by itself
+        second.wait_live()
+        list(mouse_replay(second, strokes))
+        assert second.predict_and_read() == digit
+        assert second.errors == []
+    finally:
+        first.close()
+        second.close()
