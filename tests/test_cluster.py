@@ -31,7 +31,7 @@ def _which(name: str) -> str | None:
 
 
 MISSING = [name for name in ("redis-server", "nginx") if _which(name) is None]
-STARTUP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0  # a busy 2-core machine starts N model-loading workers slowly
 WAIT_S = 20.0  # generous upper bound for one answer or reconnection; never a speed check
 TRANSPORTS = (["polling"], ["websocket"], ["polling", "websocket"])  # the last one upgrades
 
@@ -309,3 +309,34 @@ def descendants(root: int) -> list[tuple[int, str]]:
             found.append((child, names[child]))
             todo.append(child)
     return found
+
+
+def test_two_browsers_through_nginx_each_get_their_own_prediction(cluster, samples):
+    """Two real pages, one per worker (nginx sends a new connection to the least busy one),
+    draw different digits at the same time; each page shows its own digit."""
+    browser_tests = pytest.importorskip("tests.test_browser", reason="browser helpers missing")
+    if not browser_tests.CHROMIUM.exists():
+        pytest.skip("!!! /usr/bin/chromium is missing: the cluster browser test is NOT RUN !!!")
+    from playwright.sync_api import sync_playwright
+
+    Client, mouse_replay = browser_tests.Client, browser_tests.mouse_replay
+    wanted = (3, 7)
+    cluster.wait_for(lambda f: f.get("sessions") == 0, "no sessions left from other tests")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(browser_tests.CHROMIUM), args=browser_tests.LAUNCH_ARGS
+        )
+        try:
+            pages = [Client(browser, cluster.url, **browser_tests.DESKTOP) for _ in wanted]
+            spread = cluster.wait_for(
+                lambda f: sorted(w["sessions"] for w in f.get("per_worker", {}).values()) == [1, 1],
+                "one page on each worker",
+            )
+            for client, digit in zip(pages, wanted, strict=True):
+                list(mouse_replay(client, [np.asarray(s) for s in samples[digit]]))
+            for client, digit in zip(pages, wanted, strict=True):
+                assert client.predict_and_read() == digit, spread
+                assert client.errors == []
+                client.close()
+        finally:
+            browser.close()
