@@ -573,7 +573,7 @@
         ? ` · ${(m.test_accuracy * 100).toFixed(2)}% on MNIST test`
         : "";
       const version = m.version ? ` (${String(m.version).slice(0, 12)})` : "";
-      els.modelInfo.textContent = `Model “${m.name}”${version}${acc}`;
+      els.modelInfo.textContent = `Model ${m.name}${version}${acc}`;
     }
   });
 
