@@ -288,9 +288,10 @@ class SocketSession:
         except (socketio.exceptions.ConnectionError, OSError) as e:
             self.stats.connect_failures += 1
             await self.close()
-            reason = self._refused or root_cause(e)
-            if isinstance(reason, dict):  # refused by the server: {"code", "message"}
-                reason = f"refused ({reason.get('code')}): {reason.get('message')}"
+            reason = root_cause(e)
+            if isinstance(self._refused, dict):  # refused: {"message", "data": {"code", ...}}
+                refusal = self._refused.get("data") or self._refused
+                reason = f"refused ({refusal.get('code')}): {refusal.get('message')}"
             raise SessionError(f"cannot connect to {url}: {reason}") from e
         except TimeoutError as e:
             self.stats.connect_failures += 1
