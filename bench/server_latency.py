@@ -5,7 +5,8 @@
 
 Both servers get the same crowd: drawers replaying real UNIPEN strokes as growing snapshots,
 one in flight, at most --rate a second each, then a final predict (scripts/loadtest.py). Ours
-is `python -m server` (eventlet) over Socket.IO; the baseline (bench/seed_baseline.py) gets
+is `python -m server` (eventlet) over Socket.IO, and again in cluster mode (scripts/cluster.py:
+workers + Redis behind nginx, --cluster-workers); the baseline (bench/seed_baseline.py) gets
 each snapshot as a canvas PNG POSTed to Flask's threaded dev server, one model.predict per
 request, as such apps do. Both run on 127.0.0.1 on this machine, sharing its cores with the
 load generator, so the numbers are only comparable within one run: hence the baseline.
@@ -59,7 +60,7 @@ RESULTS = ROOT / "bench" / "results"
 OUR_STEPS = (1, 10, 50, 100, 200)
 BASELINE_STEPS = (1, 2, 5, 10, 20, 50)  # stops after the first step past the bound
 CANVAS_PEN_PX = 18  # a typical seed page's lineWidth on a 280 px canvas
-BASELINE_STARTUP_S = 180.0  # importing tensorflow and loading Keras is slow
+SLOW_STARTUP_S = 180.0  # importing tensorflow; a cluster starts Redis, nginx and workers
 
 
 # --- the baseline's side of the wire -----------------------------------------------------
@@ -153,24 +154,34 @@ async def run_http_load(url: str, clients: int, duration: float, **kwargs: Any) 
     return await run_drawers(open_channel, clients, duration, **kwargs)
 
 
-def start_baseline(tmp_dir: Path) -> LiveServer:
-    port = free_port()
-    log_path = tmp_dir / "seed-baseline.log"
+def start_process(tmp_dir: Path, name: str, command: list[str], port: int) -> LiveServer:
+    """Like tests/conftest.start_server, for the servers that are not `python -m server`."""
+    log_path = tmp_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "seed_baseline.py"), "--port", str(port)],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
     server = LiveServer(f"http://127.0.0.1:{port}", port, proc, log_path)
     try:
-        wait_healthy(server.url, proc, BASELINE_STARTUP_S)
+        wait_healthy(server.url, proc, SLOW_STARTUP_S)
     except RuntimeError as e:
         server.stop()
-        raise RuntimeError(f"{e}\n--- baseline log ---\n{server.log()}") from e
+        raise RuntimeError(f"{e}\n--- {name} log ---\n{server.log()}") from e
     return server
+
+
+def start_baseline(tmp_dir: Path) -> LiveServer:
+    port = free_port()
+    command = [sys.executable, str(ROOT / "bench" / "seed_baseline.py"), "--port", str(port)]
+    return start_process(tmp_dir, "seed-baseline", command, port)
+
+
+def start_cluster(tmp_dir: Path, workers: int) -> LiveServer:
+    """scripts/cluster.py: N eventlet workers, Redis and nginx; its pid covers them all."""
+    port = free_port()
+    command = [sys.executable, "-m", "scripts.cluster", "--workers", str(workers)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    return start_process(tmp_dir, "cluster", command, port)
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -230,21 +241,20 @@ def compare(ours: list[dict], baseline: list[dict], p95_bound_ms: float) -> dict
     return out
 
 
-def plot(ours: list[dict], baseline: list[dict], bound: float, path: Path) -> None:
+def plot(series: dict[str, dict[str, Any]], bound: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = {"ours": "tab:blue", "cluster": "tab:green", "baseline": "tab:red"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, results, color in (
-        ("ours", ours, "tab:blue"),
-        ("seed baseline", baseline, "tab:red"),
-    ):
-        x = [r["clients"] for r in results if r["rtt_ms"]["p95"] is not None]
+    for key, s in series.items():
+        results = [r for r in s["steps"] if r["rtt_ms"]["p95"] is not None]
+        x = [r["clients"] for r in results]
         for q, style in (("p95", "-o"), ("p50", "--.")):
-            y = [r["rtt_ms"][q] for r in results if r["rtt_ms"]["p95"] is not None]
-            ax.plot(x, y, style, color=color, label=f"{name} {q}")
+            y = [r["rtt_ms"][q] for r in results]
+            ax.plot(x, y, style, color=colors.get(key), label=f"{key} {q}")
     ax.axhline(bound, color="gray", linestyle=":", label=f"{bound:g} ms bound")
     ax.set(xscale="log", yscale="log", xlabel="concurrent drawers (≤ 10 snapshots/s each)")
     ax.set(ylabel="snapshot → probabilities round trip (ms)", title="Live-update latency")
@@ -264,8 +274,32 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-seconds", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--p95-bound-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--cluster-workers", type=int, default=2, help="also measure cluster mode (0 = skip)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
+
+
+def run_series(
+    name: str,
+    start: Callable[[], LiveServer],
+    load: Load,
+    steps: Sequence[int],
+    args: argparse.Namespace,
+    samples: Sequence[Sample],
+    stop_past_bound: bool = False,
+) -> dict[str, Any]:
+    """Start one server, measure every step, stop it; the server's /healthz rides along."""
+    Console(stderr=True).print(f"[bold]{name}[/]")
+    server = start()
+    try:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as r:
+            health = json.load(r)
+        results = asyncio.run(measure(load, server, steps, args, samples, stop_past_bound))
+    finally:
+        server.stop()
+    return {"server": name, "healthz": health, "steps": results}
 
 
 def main() -> int:
@@ -273,26 +307,40 @@ def main() -> int:
     console = stdout_console()
     samples = unipen_samples()
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    series: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        console.print("[bold]ours[/]: python -m server (eventlet), Socket.IO")
-        server = start_server(Path(tmp), ASYNC_MODE="eventlet")
-        try:
-            ours = asyncio.run(measure(run_load, server, args.steps, args, samples, False))
-        finally:
-            server.stop()
-        console.print("[bold]baseline[/]: bench/seed_baseline.py (Flask threaded, Keras)")
-        baseline_server = start_baseline(Path(tmp))
-        try:
-            with urllib.request.urlopen(f"{baseline_server.url}/healthz", timeout=5) as r:
-                model = json.load(r)["model"]
-            baseline = asyncio.run(
-                measure(run_http_load, baseline_server, args.baseline_steps, args, samples, True)
+        tmp_dir = Path(tmp)
+        series["ours"] = run_series(
+            "ours: python -m server (eventlet), Socket.IO",
+            lambda: start_server(tmp_dir, ASYNC_MODE="eventlet"),
+            run_load,
+            args.steps,
+            args,
+            samples,
+        )
+        if args.cluster_workers:
+            series["cluster"] = run_series(
+                f"ours, cluster mode: {args.cluster_workers} workers + Redis behind nginx",
+                lambda: start_cluster(tmp_dir, args.cluster_workers),
+                run_load,
+                args.steps,
+                args,
+                samples,
             )
-        finally:
-            baseline_server.stop()
+        series["baseline"] = run_series(
+            "seed baseline: bench/seed_baseline.py (Flask threaded + Keras model.predict)",
+            lambda: start_baseline(tmp_dir),
+            run_http_load,
+            args.baseline_steps,
+            args,
+            samples,
+            stop_past_bound=True,
+        )
 
+    ours, baseline = series["ours"]["steps"], series["baseline"]["steps"]
     comparison = compare(ours, baseline, args.p95_bound_ms)
-    ours_max, baseline_max = comparison["target"]["ours"], comparison["target"]["baseline"]
+    for s in series.values():
+        s["max_drawers"] = max_within(s["steps"], args.p95_bound_ms)
     ratios = [c["ratio"] for c in comparison.values() if c["ratio"] is not None]
     single = next((r for r in ours if r["clients"] == 1), None)
     at_100 = next((r for r in ours if r["clients"] == 100), None)
@@ -302,13 +350,7 @@ def main() -> int:
         "rate_per_drawer": args.rate,
         "step_seconds": args.step_seconds,
         "p95_bound_ms": args.p95_bound_ms,
-        "ours": {"server": "python -m server (eventlet)", "max_drawers": ours_max, "steps": ours},
-        "baseline": {
-            "server": "bench/seed_baseline.py",
-            "model": model,
-            "max_drawers": baseline_max,
-            "steps": baseline,
-        },
+        **series,
         "same_p95_comparison": comparison,
         "targets": {
             "single_drawer_p50_le_5ms": bool(single and single["rtt_ms"]["p50"] <= 5.0),
@@ -319,16 +361,18 @@ def main() -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "server_latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(ours, baseline, args.p95_bound_ms, args.out / "server_latency.png")
+    plot(series, args.p95_bound_ms, args.out / "server_latency.png")
 
-    console.print(results_table(ours, "ours: python -m server (eventlet), Socket.IO"))
-    console.print(results_table(baseline, f"seed baseline: Flask threaded + Keras ({model})"))
+    for s in series.values():
+        console.print(results_table(s["steps"], s["server"]))
     for c in comparison.values():
         ratio = f"{c['ratio']:.0f}x" if c["ratio"] else "n/a (baseline served none)"
         console.print(
             f"drawers served within p95 <= {c['p95_bound_ms']:.0f} ms (largest clean step): "
             f"ours {c['ours']}, baseline {c['baseline']}, ratio {ratio}"
         )
+    if "cluster" in series:
+        console.print(f"cluster mode within the target: {series['cluster']['max_drawers']}")
     for target, met in report["targets"].items():
         console.print(f"  {target}: {'met' if met else 'NOT met'}")
     console.print(f"saved {args.out / 'server_latency.json'} and server_latency.png")

@@ -192,8 +192,15 @@ class Stats:
         }
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may contain spaces and parentheses)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 class ProcessSampler:
-    """CPU% and RSS of another process from /proc (Linux), without psutil.
+    """CPU% and RSS of a server process and its descendants (a cluster supervisor's workers,
+    Redis and nginx) from /proc, without psutil. Linux only.
 
     CPU% is over the whole window and counts every thread, so 200% means both cores.
     """
@@ -204,17 +211,40 @@ class ProcessSampler:
         self.peak_rss_kb = 0
         self._start = (time.monotonic(), self._cpu_ticks())
 
-    def _cpu_ticks(self) -> int:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+    def pids(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
+                except (OSError, IndexError, ValueError):
+                    continue  # exited meanwhile
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    def _cpu_ticks(self) -> dict[int, int]:
+        ticks = {}
+        for pid in self.pids():
+            try:
+                fields = _stat_fields(pid)
+            except OSError:
+                continue
+            ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+        return ticks
 
     def rss_kb(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0)
+            except OSError:
+                continue
+        return total
 
     def sample(self) -> None:
         """Call now and then during the run to catch the peak RSS."""
@@ -225,11 +255,13 @@ class ProcessSampler:
         wall = time.monotonic() - t0
         rss = self.rss_kb()
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
-        cpu = (self._cpu_ticks() - ticks0) / self.ticks
+        now = self._cpu_ticks()
+        cpu = sum(t - ticks0.get(pid, 0) for pid, t in now.items()) / self.ticks
         return {
             "cpu_pct": 100.0 * cpu / wall if wall > 0 else 0.0,
             "rss_mb": rss / 1024,
             "peak_rss_mb": self.peak_rss_kb / 1024,
+            "processes": len(now),
         }
 
 

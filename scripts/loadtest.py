@@ -276,7 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("websocket", "polling", "polling,websocket"),
         help="polling,websocket = start polling and upgrade, as browsers do",
     )
-    parser.add_argument("--server-pid", type=int, help="report this process's CPU%% and RSS")
+    parser.add_argument(
+        "--server-pid", type=int, help="report CPU%% and RSS of this process and its children"
+    )
     parser.add_argument("--ramp", action="store_true", help="step drawers up to the p95 bound")
     parser.add_argument("--steps", default=",".join(map(str, DEFAULT_RAMP)), help="ramp steps")
     parser.add_argument("--p95-bound-ms", type=float, default=100.0)
