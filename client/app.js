@@ -191,6 +191,8 @@
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
   canvas.addEventListener("lostpointercapture", endStroke);
+  // A finger resting mid-stroke is a long press: no context menu over the drawing.
+  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 
   new ResizeObserver(resizeCanvas).observe(canvas);
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redraw);
@@ -209,6 +211,7 @@
     els.clear.disabled = !has;
     updatePredictButton();
     hideResult();
+    settlePredict(); // an answer about the previous drawing must not show up now
     if (!has) resetReading();
   }
 
@@ -247,9 +250,16 @@
   }
 
   function predictTimedOut() {
+    settlePredict();
+    showNotice("No answer from the server. Try Predict again.");
+  }
+
+  /** Forget the pending predict (answered, failed, timed out, or about an old drawing). */
+  function settlePredict() {
+    if (!pendingPredict) return;
+    clearTimeout(pendingPredict.timer);
     pendingPredict = null;
     els.predict.removeAttribute("aria-busy");
-    showNotice("No answer from the server. Try Predict again.");
   }
 
   els.undo.addEventListener("click", undo);
@@ -363,8 +373,7 @@
   function probsOf(msg) {
     const probs = msg && msg.probabilities;
     if (msg.empty || !Array.isArray(probs) || probs.length !== 10) return null;
-    const clean = probs.map((p) => (Number.isFinite(p) ? Math.min(Math.max(p, 0), 1) : 0));
-    return clean;
+    return probs.map((p) => (Number.isFinite(p) ? Math.min(Math.max(p, 0), 1) : 0));
   }
 
   function argmax(a) {
@@ -519,11 +528,7 @@
   function dropOutstanding() {
     if (inFlight) clearTimeout(inFlight.timer);
     inFlight = null;
-    if (pendingPredict) {
-      clearTimeout(pendingPredict.timer);
-      pendingPredict = null;
-      els.predict.removeAttribute("aria-busy");
-    }
+    settlePredict();
   }
 
   socket.on("connect", () => {
@@ -553,9 +558,11 @@
     }
   });
   socket.io.on("reconnect_attempt", () => connectionLost("reconnecting"));
-  window.addEventListener("offline", () => connectionLost("reconnecting"));
+  // The browser knows about a lost network long before the socket's ping times out.
+  window.addEventListener("offline", () => setConn("offline"));
   window.addEventListener("online", () => {
-    if (!socket.connected) socket.connect();
+    if (socket.connected) setConn("live");
+    else socket.connect();
   });
 
   socket.on("ready", (msg) => {
@@ -590,11 +597,8 @@
     if (!msg || !Number.isInteger(msg.seq)) return;
     release(msg.seq); // the server never answers snapshots older than an answered predict
     showRtt(msg.seq);
-    if (!pendingPredict || msg.seq !== pendingPredict.seq) return;
-    clearTimeout(pendingPredict.timer);
-    pendingPredict = null;
-    els.predict.removeAttribute("aria-busy");
-    if (msg.seq < shownSeq) return; // the drawing was cleared meanwhile
+    if (!pendingPredict || msg.seq !== pendingPredict.seq) return; // not for this drawing
+    settlePredict();
     shownSeq = msg.seq;
     const probs = showReading(msg);
     if (probs) showResult(msg, probs);
@@ -612,11 +616,7 @@
     if (Number.isInteger(msg.seq)) {
       release(msg.seq);
       sentAt.delete(msg.seq);
-      if (pendingPredict && msg.seq === pendingPredict.seq) {
-        clearTimeout(pendingPredict.timer);
-        pendingPredict = null;
-        els.predict.removeAttribute("aria-busy");
-      }
+      if (pendingPredict && msg.seq === pendingPredict.seq) settlePredict();
     }
     showNotice(typeof msg.message === "string" ? msg.message : "The server could not read that.");
   });
