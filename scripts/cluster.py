@@ -9,8 +9,10 @@ Redis (127.0.0.1, a free port, a temporary directory, no persistence) for the So
 message queue and the cluster-wide figures, and nginx on HOST:PORT routing each session to
 its worker (see deploy/nginx.conf.template). REDIS_URL uses an existing Redis instead.
 
-Supervision: a worker that dies is restarted (its clients reconnect through nginx to a
-live worker meanwhile); if Redis or nginx dies, everything stops with exit code 1.
+Supervision: any part that dies is restarted. A dead worker's clients reconnect through
+nginx to a live worker meanwhile; while Redis is down workers keep answering their own
+sessions (only the cluster figures go stale). A part that keeps dying (a crash loop) stops
+everything with exit code 1.
 SIGTERM or Ctrl+C stops everything in order: workers drain (queued predicts answered,
 clients told to reconnect), then nginx, then Redis. Children run in their own process
 group (a terminal's Ctrl+C reaches only this process, which orders the stop) and get
@@ -38,6 +40,7 @@ TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
 STARTUP_TIMEOUT_S = 60.0
 POLL_S = 0.2
 RESTART_DELAY_S = 1.0
+MAX_RESTARTS, CRASH_WINDOW_S = 5, 60.0  # more restarts than this in the window: give up
 STOP_TIMEOUT_S = 20.0  # a worker's drain (SHUTDOWN_TIMEOUT_S) plus its close grace
 EXIT_FAILED = 1
 PR_SET_PDEATHSIG = 1
@@ -92,7 +95,7 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = None
-    restarts: int = 0
+    restarts: list[float] = field(default_factory=list)  # monotonic times of recent restarts
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -221,26 +224,33 @@ class Cluster:
         self._wait_healthy(self.nginx, f"{self.url}/healthz")
 
     def supervise(self) -> int:
-        """Until a stop signal: restart dead workers; stop everything if nginx or Redis dies."""
+        """Until a stop signal: restart any part that dies; give up on a crash loop."""
         while self.stopping is None:
-            for part in (self.nginx, self.redis):
-                if part is not None and not part.alive():
+            for part in self.parts():
+                if part.alive():
+                    continue
+                now = time.monotonic()
+                part.restarts = [t for t in part.restarts if now - t < CRASH_WINDOW_S]
+                if len(part.restarts) >= MAX_RESTARTS:
                     print(
-                        f"cluster: {part.name} exited with {part.proc.returncode}; stopping\n"
-                        f"{part.tail()}",
+                        f"cluster: {part.name} keeps exiting ({len(part.restarts)} restarts in "
+                        f"{CRASH_WINDOW_S:g} s); stopping\n{part.tail()}",
                         file=sys.stderr,
                     )
                     return EXIT_FAILED
-            for worker in self.workers:
-                if not worker.alive():
-                    code = worker.proc.returncode
-                    print(f"cluster: worker {worker.name} exited with {code}; restarting")
-                    time.sleep(RESTART_DELAY_S)
-                    worker.restarts += 1
-                    worker.start()
+                print(
+                    f"cluster: {part.name} exited with {part.proc.returncode}; restarting",
+                    file=sys.stderr,
+                )
+                part.restarts.append(now)
+                time.sleep(RESTART_DELAY_S)
+                part.start()
             time.sleep(POLL_S)
         print(f"cluster: {signal.Signals(self.stopping).name}: stopping")
         return 0
+
+    def parts(self) -> list[Child]:
+        return [p for p in (self.redis, *self.workers, self.nginx) if p is not None]
 
     def stop(self) -> None:
         """Workers drain first (nginx still carries their last answers), then nginx, Redis."""

@@ -35,7 +35,8 @@ STARTUP_TIMEOUT_S = 120.0  # a busy 2-core machine starts N model-loading worker
 WAIT_S = 20.0  # generous upper bound for one answer or reconnection; never a speed check
 TRANSPORTS = (["polling"], ["websocket"], ["polling", "websocket"])  # the last one upgrades
 
-pytestmark = [
+# Only the tests that start a cluster need redis-server and nginx.
+needs_cluster = [
     pytest.mark.live,
     pytest.mark.skipif(
         bool(MISSING),
@@ -43,6 +44,15 @@ pytestmark = [
         "(apt-get install redis-server nginx-light) — cluster mode is UNTESTED !!!",
     ),
 ]
+
+
+def apply(marks: list):
+    def decorate(test):
+        for mark in marks:
+            test = mark(test)
+        return test
+
+    return decorate
 
 
 # ------------------------------------------------------------------------------- fixtures
@@ -222,6 +232,7 @@ class Drawer:
 # ------------------------------------------------------------------------------- tests
 
 
+@apply(needs_cluster)
 def test_thirty_drawers_on_two_workers_get_only_their_own_answers(cluster, samples):
     drawers = [Drawer(n, TRANSPORTS[n % 3]) for n in range(30)]
 
@@ -244,6 +255,7 @@ def test_thirty_drawers_on_two_workers_get_only_their_own_answers(cluster, sampl
     assert sum(w["answered"] for w in figures["per_worker"].values()) >= 30 * 2
 
 
+@apply(needs_cluster)
 def test_killing_a_worker_moves_its_clients_to_a_live_one(cluster, samples):
     drawers = [Drawer(100 + n, TRANSPORTS[n % 3], reconnection=True) for n in range(12)]
     figures = cluster.wait_for(lambda f: f.get("workers") == 2, "two live workers")
@@ -279,12 +291,16 @@ def test_killing_a_worker_moves_its_clients_to_a_live_one(cluster, samples):
     )
 
 
+@apply(needs_cluster)
 def test_sigterm_stops_every_process(tmp_path):
     cluster = start_cluster(tmp_path / "one", workers=1)
-    children = descendants(cluster.proc.pid)
-    names = {name.rstrip("0123456789.") for _, name in children}  # python3 -> python
-    assert {"redis-server", "nginx", "python"} <= names, names
-    assert cluster.stop() == 0, cluster.log()
+    try:
+        children = descendants(cluster.proc.pid)
+        names = {name.rstrip("0123456789.") for _, name in children}  # python3 -> python
+        assert {"redis-server", "nginx", "python"} <= names, names
+    finally:
+        code = cluster.stop()
+    assert code == 0, cluster.log()
     alive = [(pid, name) for pid, name in children if Path(f"/proc/{pid}").exists()]
     assert alive == [], f"left running: {alive}"
 
@@ -311,6 +327,7 @@ def descendants(root: int) -> list[tuple[int, str]]:
     return found
 
 
+@apply(needs_cluster)
 def test_two_browsers_through_nginx_each_get_their_own_prediction(cluster, samples):
     """Two real pages, one per worker (nginx sends a new connection to the least busy one),
     draw different digits at the same time; each page shows its own digit."""
@@ -340,3 +357,94 @@ def test_two_browsers_through_nginx_each_get_their_own_prediction(cluster, sampl
                 client.close()
         finally:
             browser.close()
+
+
+@apply(needs_cluster)
+def test_workers_keep_answering_while_redis_hangs_or_dies(cluster, samples):
+    """Redis carries no answers: with it frozen, a new session still connects, draws and
+    predicts; killed, the launcher restarts it and the cluster figures come back."""
+
+    def redis_pids() -> list[int]:
+        return [pid for pid, name in descendants(cluster.proc.pid) if name == "redis-server"]
+
+    async def draw_one(number: int) -> None:
+        drawer = Drawer(number, ["polling", "websocket"])
+        await drawer.connect(cluster.url)
+        try:
+            drawer.check(number % 10, await drawer.draw(samples[number % 10]))
+        finally:
+            await drawer.sio.disconnect()
+
+    (pid,) = redis_pids()
+    os.kill(pid, signal.SIGSTOP)  # hung: every Redis call would block until its timeout
+    try:
+        asyncio.run(asyncio.wait_for(draw_one(201), 60))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT_S
+    while redis_pids() in ([], [pid]):
+        assert time.monotonic() < deadline, "the launcher did not restart Redis"
+        time.sleep(0.1)
+    asyncio.run(asyncio.wait_for(draw_one(202), 60))
+    for _ in range(4):  # each request may be answered by either worker: ask both
+        cluster.wait_for(
+            lambda f: f.get("workers") == 2 and not f.get("stale"), "figures after the restart"
+        )
+
+
+# ------------------------------------------------------------------------------- no cluster
+
+
+def test_cluster_settings_are_checked():
+    from server.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="WORKER_ID"):
+        Config.from_env({}, WORKER_ID="Worker 1")
+    with pytest.raises(ConfigError, match="MESSAGE_QUEUE must be a redis"):
+        Config.from_env({}, MESSAGE_QUEUE="amqp://x", WORKER_ID="w0")
+    with pytest.raises(ConfigError, match="needs a WORKER_ID"):
+        Config.from_env({}, MESSAGE_QUEUE="redis://127.0.0.1:1/0")
+    Config.from_env({}, MESSAGE_QUEUE="redis://127.0.0.1:1/0", WORKER_ID="w0")
+
+
+def test_session_ids_name_their_worker(app_factory):
+    from server import socketio as extension
+    from server.cluster import worker_of
+
+    app_factory(WORKER_ID="w7")
+    sid = extension.server.eio.generate_id()
+    assert sid.startswith("w7.") and worker_of(sid) == "w7"
+    app_factory()  # outside cluster mode: plain ids, and no queue inherited from before
+    assert worker_of(extension.server.eio.generate_id()) is None
+    assert type(extension.server.manager).__name__ == "Manager"
+
+
+def test_cluster_totals_add_up_every_worker():
+    from server.cluster import aggregate
+
+    workers = {
+        "w0": {"sessions": 3, "pending": 1, "answered_per_s": 10.5},
+        "w1": {"sessions": 4, "pending": 0, "answered_per_s": 2.25},
+    }
+    totals = aggregate(workers)
+    assert totals["workers"] == 2 and totals["sessions"] == 7 and totals["pending"] == 1
+    assert totals["answered_per_s"] == 12.75 and totals["per_worker"] == workers
+
+
+@pytest.mark.skipif(_which("nginx") is None, reason="!!! nginx missing: config NOT CHECKED !!!")
+def test_generated_nginx_config_is_valid(tmp_path):
+    from scripts.cluster import render_nginx
+
+    workers = {"w0": "127.0.0.1:8001", "w1": "127.0.0.1:8002", "w2": "10.0.0.3:8000"}
+    config = tmp_path / "nginx.conf"
+    config.write_text(render_nginx(workers, f"127.0.0.1:{free_port()}", tmp_path, 2_065_536))
+    check = subprocess.run(
+        [_which("nginx"), "-t", "-p", str(tmp_path), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stderr
+    text = config.read_text()
+    assert "~^w2\\. digits_w2;" in text and "server 10.0.0.3:8000;" in text
