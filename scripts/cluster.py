@@ -190,7 +190,7 @@ class Cluster:
         self.nginx = Child(
             "nginx",
             [
-                _binary("nginx", "apt-get install nginx-light"),
+                _binary("nginx", "apt-get install nginx"),
                 "-p", str(self.run_dir),
                 "-c", str(self.run_dir / "nginx.conf"),
                 "-e", str(self.run_dir / "nginx-error.log"),

@@ -62,3 +62,12 @@ if [ "$kind" = dev ] && [ ! -x /usr/bin/chromium ]; then
     say "!!! could not install chromium: the browser tests will be SKIPPED !!!"
   fi
 fi
+
+# 5. Cluster mode (WORKERS>1) and its tests: Redis and nginx from Debian (scripts/cluster.py).
+if { [ "$kind" = dev ] || [ "${WORKERS:-1}" -gt 1 ]; } \
+   && { ! command -v redis-server >/dev/null || ! [ -x /usr/sbin/nginx ]; }; then
+  say "installing redis-server and nginx for cluster mode"
+  if ! apt_install redis-server nginx; then
+    say "!!! could not install redis-server/nginx: cluster mode cannot start; its tests will be SKIPPED !!!"
+  fi
+fi

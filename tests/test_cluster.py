@@ -41,7 +41,7 @@ needs_cluster = [
     pytest.mark.skipif(
         bool(MISSING),
         reason=f"!!! CLUSTER TESTS NOT RUN: {', '.join(MISSING)} missing "
-        "(apt-get install redis-server nginx-light) — cluster mode is UNTESTED !!!",
+        "(apt-get install redis-server nginx) — cluster mode is UNTESTED !!!",
     ),
 ]
 
