@@ -214,7 +214,7 @@ class Cluster:
             worker.start()
         for worker in self.workers:
             self._wait_healthy(worker, f"http://{self._address(worker)}/healthz")
-        max_body = 2 * int(os.environ.get("MAX_PAYLOAD_BYTES", "1000000")) + 64 * 1024
+        max_body = 2 * _max_payload_bytes() + 64 * 1024  # as the workers' Socket.IO buffer
         listen = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         config = render_nginx(
             {w.name: self._address(w) for w in self.workers}, listen, self.run_dir, max_body
@@ -305,6 +305,14 @@ class Cluster:
             raise ClusterError(
                 f"{part.name} exited with {part.proc.returncode} while starting:\n{part.tail()}"
             )
+
+
+def _max_payload_bytes() -> int:
+    text = os.environ.get("MAX_PAYLOAD_BYTES", "1000000")
+    try:
+        return int(text.strip().replace("_", ""))
+    except ValueError:
+        raise ClusterError(f"MAX_PAYLOAD_BYTES must be an integer, not {text!r}") from None
 
 
 def _binary(name: str, install: str) -> str:
