@@ -171,8 +171,11 @@ class Batcher:
         self._hooks = hooks
         self._interval = 1.0 / config.SNAPSHOT_MAX_HZ if config.SNAPSHOT_MAX_HZ else 0.0
         # A green lock in eventlet mode (created after monkey-patching): only the loop and
-        # handlers take it, never the offloaded work.
-        self._lock = threading.Lock()
+        # handlers take it, never the offloaded work. Re-entrant because answers are
+        # emitted under it, and Engine.IO's send() closes a socket whose ping timed out
+        # right there, which runs the disconnect handler, which calls close(): with a plain
+        # Lock that deadlocked the whole server (a client that stopped answering pings).
+        self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._per_address: Counter[str] = Counter()
         self._waiting: dict[str, Session] = {}  # sessions with a pending snapshot, oldest first
