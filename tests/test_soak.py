@@ -1,0 +1,115 @@
+"""Soak: 50 drawers connect, draw a digit, predict, disconnect and start over, for a bounded
+time (15 s in CI, 60 s with --slow). Nothing may be left behind: /healthz counts no session
+and no pending work afterwards, and the server's RSS once warm stays flat within a margin
+(a leak of one answer or one session per cycle would show over thousands of cycles).
+Figures go to artifacts/soak.json. Only 127.0.0.1; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+
+import pytest
+
+from scripts.drawsession import (
+    ProcessSampler,
+    SessionError,
+    SocketSession,
+    Stats,
+    Throttle,
+    draw_one,
+    unipen_samples,
+)
+from tests.conftest import ROOT
+from tests.test_hostile_clients import health, wait_until_idle
+
+pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
+
+DRAWERS = 50
+WARM_S = 5.0  # cycles before the first RSS reading: caches, pools and arenas fill up
+RATE = 10.0  # snapshots a second per drawer while drawing
+# Growth allowed from warm to end: allocator noise, not a leak (a leak of 1 kB per cycle
+# would be several MB over the cycles of a CI run, and tens of MB with --slow).
+RSS_MARGIN_MB = 24.0
+ARTIFACT = ROOT / "artifacts" / "soak.json"
+
+
+async def drawer(url: str, samples, deadline: float, stats: Stats, seed: int) -> int:
+    """Connect, draw one digit, predict, disconnect; repeat until the deadline."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    throttle = Throttle(RATE)
+    cycles = 0
+    while loop.time() < deadline and cycles < 10_000:
+        sample = rng.choice(samples)
+        session = SocketSession(stats)
+        try:
+            await session.connect(url)
+            if await draw_one(session, sample.strokes, throttle, deadline + 5.0):
+                await session.predict(sample.strokes, sample.label)
+        except SessionError:
+            pass  # counted in stats; the assertions below say what went wrong
+        finally:
+            await session.close()
+        cycles += 1
+    return cycles
+
+
+async def soak(url: str, seconds: float, sampler: ProcessSampler) -> dict:
+    samples = unipen_samples()
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WARM_S + seconds
+    tasks = [
+        asyncio.create_task(drawer(url, samples, deadline, stats, seed)) for seed in range(DRAWERS)
+    ]
+    await asyncio.sleep(WARM_S)
+    warm_mb = sampler.rss_kb() / 1024
+    while loop.time() < deadline:
+        sampler.sample()
+        await asyncio.sleep(0.5)
+    cycles = await asyncio.wait_for(asyncio.gather(*tasks), seconds + 60)
+    return {"cycles": sum(cycles), "warm_rss_mb": warm_mb, **stats.summary(WARM_S + seconds)}
+
+
+def test_connect_draw_disconnect_soak_leaves_nothing_behind(live_server_factory, request):
+    seconds = 60.0 if request.config.getoption("--slow") else 15.0
+    server = live_server_factory(ASYNC_MODE="eventlet", LOG_LEVEL="WARNING")
+    sampler = ProcessSampler(server.pid)
+    start_mb = sampler.rss_kb() / 1024
+    result = asyncio.run(soak(server.url, seconds, sampler))
+    idle = wait_until_idle(server.url)
+    time.sleep(1.0)  # let the last closed sockets be freed before the final reading
+    end_mb = sampler.rss_kb() / 1024
+    report = {
+        "drawers": DRAWERS,
+        "seconds": seconds,
+        "cycles": result["cycles"],
+        "predictions": result["predictions_answered"],
+        "accuracy": result["accuracy"],
+        "errors": result["errors_by_code"],
+        "disconnects": result["disconnects"],
+        "connect_failures": result["connect_failures"],
+        "rss_mb": {
+            "start": start_mb,
+            "warm": result["warm_rss_mb"],
+            "peak": sampler.peak_rss_kb / 1024,
+            "end": end_mb,
+            "growth_after_warm": end_mb - result["warm_rss_mb"],
+        },
+        "healthz_after": {k: idle[k] for k in ("sessions", "pending")},
+    }
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(json.dumps(report, indent=2) + "\n")
+    print("\nsoak: " + json.dumps(report))
+
+    assert result["cycles"] >= DRAWERS, result
+    assert result["connect_failures"] == 0 and result["disconnects"] == 0, result
+    assert result["errors"] == 0, result["errors_by_code"]
+    assert result["predictions_answered"] == result["predictions_sent"] > 0, result
+    assert idle["sessions"] == 0 and idle["pending"] == 0
+    assert health(server.url)["status"] == "ok"
+    assert end_mb - result["warm_rss_mb"] < RSS_MARGIN_MB, report["rss_mb"]
