@@ -123,9 +123,11 @@ class Shutdown:
     def _close_transports(timeout: float) -> None:
         """Close every Engine.IO connection once its queued packets (the answers) are sent.
 
-        Closing the transport, not a Socket.IO disconnect, makes browsers reconnect (to the
-        next server). Each close waits for its own flush in its own task, so one client that
-        stopped reading cannot hold up the others or the exit.
+        Dropping the transport, not a Socket.IO disconnect, makes clients reconnect (to the
+        next server). It is dropped without an Engine.IO CLOSE packet (abort): python-socketio
+        clients take that packet as a goodbye and never reconnect. Each close waits for its
+        own flush in its own task, so one client that stopped reading cannot hold up the
+        others or the exit.
         """
         eio = socketio.server.eio
         sids = list(eio.sockets)
@@ -133,7 +135,11 @@ class Shutdown:
 
         def close(sid: str) -> None:
             try:
-                eio.disconnect(sid)
+                transport = eio.sockets.get(sid)
+                if transport is not None:
+                    reason = eio.reason.SERVER_DISCONNECT
+                    transport.close(wait=True, abort=True, reason=reason)
+                    eio.sockets.pop(sid, None)
             finally:
                 closed.append(sid)
 
