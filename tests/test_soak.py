@@ -1,7 +1,7 @@
 """Soak: 50 drawers connect, draw a digit, predict, disconnect and start over, for a bounded
 time (15 s in CI, 60 s with --slow). Nothing may be left behind: /healthz counts no session
-and no pending work afterwards, and the server's RSS once warm stays flat within a margin
-(a leak of one answer or one session per cycle would show over thousands of cycles).
+and no pending work afterwards, and the server's RSS over the second half of the run stays
+flat within a margin (a leak per cycle would show over thousands of cycles).
 Figures go to artifacts/soak.json. Only 127.0.0.1; every loop is bounded in count and time.
 """
 
@@ -31,9 +31,10 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
 DRAWERS = 50
 WARM_S = 5.0  # cycles before the first RSS reading: caches, pools and arenas fill up
 RATE = 10.0  # snapshots a second per drawer while drawing
-# Growth allowed from warm to end: allocator noise, not a leak (a leak of 1 kB per cycle
-# would be several MB over the cycles of a CI run, and tens of MB with --slow).
-RSS_MARGIN_MB = 24.0
+# RSS still creeps up for a while once warm (allocator arenas settle: measured 126, 131,
+# 134, 135, 134 MB after five 10 s rounds), so the check is on the second half of the run,
+# which a leak grows as much as the first: allowed growth there, in MB.
+RSS_MARGIN_MB = 16.0
 ARTIFACT = ROOT / "artifacts" / "soak.json"
 
 
@@ -68,11 +69,14 @@ async def soak(url: str, seconds: float, sampler: ProcessSampler) -> dict:
     ]
     await asyncio.sleep(WARM_S)
     warm_mb = sampler.rss_kb() / 1024
+    await asyncio.sleep(seconds / 2)
+    half_mb = sampler.rss_kb() / 1024
     while loop.time() < deadline:
         sampler.sample()
         await asyncio.sleep(0.5)
     cycles = await asyncio.wait_for(asyncio.gather(*tasks), seconds + 60)
-    return {"cycles": sum(cycles), "warm_rss_mb": warm_mb, **stats.summary(WARM_S + seconds)}
+    summary = stats.summary(WARM_S + seconds)
+    return {"cycles": sum(cycles), "warm_rss_mb": warm_mb, "half_rss_mb": half_mb, **summary}
 
 
 def test_connect_draw_disconnect_soak_leaves_nothing_behind(live_server_factory, request):
@@ -96,9 +100,11 @@ def test_connect_draw_disconnect_soak_leaves_nothing_behind(live_server_factory,
         "rss_mb": {
             "start": start_mb,
             "warm": result["warm_rss_mb"],
+            "half": result["half_rss_mb"],
             "peak": sampler.peak_rss_kb / 1024,
             "end": end_mb,
             "growth_after_warm": end_mb - result["warm_rss_mb"],
+            "growth_second_half": end_mb - result["half_rss_mb"],
         },
         "healthz_after": {k: idle[k] for k in ("sessions", "pending")},
     }
@@ -112,4 +118,4 @@ def test_connect_draw_disconnect_soak_leaves_nothing_behind(live_server_factory,
     assert result["predictions_answered"] == result["predictions_sent"] > 0, result
     assert idle["sessions"] == 0 and idle["pending"] == 0
     assert health(server.url)["status"] == "ok"
-    assert end_mb - result["warm_rss_mb"] < RSS_MARGIN_MB, report["rss_mb"]
+    assert end_mb - result["half_rss_mb"] < RSS_MARGIN_MB, report["rss_mb"]
