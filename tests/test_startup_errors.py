@@ -58,6 +58,22 @@ def test_corrupt_model(mode, tmp_path: Path, content: bytes):
     assert str(path) in error_line(result)
 
 
+@pytest.mark.parametrize("kind", ["directory", "empty"])
+def test_model_path_that_is_not_a_model_file(mode, tmp_path: Path, kind: str):
+    path = tmp_path if kind == "directory" else tmp_path / "empty.tflite"
+    if kind == "empty":
+        path.write_bytes(b"")
+    result = start(ASYNC_MODE=mode, MODEL_PATH=str(path))
+    assert result.returncode == 1
+    assert str(path) in error_line(result)
+
+
+def test_host_that_cannot_be_listened_on():
+    result = start(HOST="256.1.1.1")
+    assert result.returncode == 1
+    assert "256.1.1.1" in error_line(result) and "HOST" in error_line(result)
+
+
 def test_port_in_use(mode):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
