@@ -50,6 +50,10 @@ class ClusterError(RuntimeError):
     """A part that cannot start; the message is one actionable sentence."""
 
 
+class StopRequested(ClusterError):
+    """SIGTERM or Ctrl+C before everything was up: a clean stop, not a failure."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -300,7 +304,7 @@ class Cluster:
 
     def _check_started(self, part: Child) -> None:
         if self.stopping is not None:
-            raise ClusterError(f"stopped by {signal.Signals(self.stopping).name} while starting")
+            raise StopRequested(f"stopped by {signal.Signals(self.stopping).name} while starting")
         if not part.alive():
             raise ClusterError(
                 f"{part.name} exited with {part.proc.returncode} while starting:\n{part.tail()}"
@@ -378,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         code = cluster.supervise()
+    except StopRequested as e:
+        print(f"cluster: {e}", flush=True)
     except ClusterError as e:
         print(f"cluster: error: {e}", file=sys.stderr)
         code = EXIT_FAILED
