@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import subprocess
@@ -44,6 +43,7 @@ from scripts.drawsession import (  # noqa: E402
     Stats,
     Strokes,
     png_data_url,
+    transparent_png,
     unipen_samples,
 )
 from scripts.loadtest import (  # noqa: E402
@@ -79,11 +79,7 @@ def canvas_png(strokes: Strokes) -> bytes:
         r = CANVAS_PEN_PX / 2
         for x, y in (points[0], points[-1]):
             draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    image = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
-    image.putalpha(ink)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    return transparent_png(ink)
 
 
 class HttpChannel:

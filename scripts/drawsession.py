@@ -85,8 +85,15 @@ def canvas_png(image: np.ndarray, size: int = CANVAS) -> bytes:
     from PIL import Image
 
     alpha = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((size, size), Image.BICUBIC)
-    rgba = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    rgba.putalpha(alpha)
+    return transparent_png(alpha)
+
+
+def transparent_png(ink: Any) -> bytes:
+    """A PIL "L" image of ink coverage as a browser canvas PNG: transparent, ink in alpha."""
+    from PIL import Image
+
+    rgba = Image.new("RGBA", ink.size, (0, 0, 0, 0))
+    rgba.putalpha(ink)
     buf = io.BytesIO()
     rgba.save(buf, format="PNG")
     return buf.getvalue()
