@@ -440,3 +440,36 @@ def test_live_server_answers_fuzzed_events(live_server_factory):
         client.disconnect()
     assert server.proc.poll() is None, server.log()
     assert "Traceback" not in server.log()
+
+
+# --- the payload size shortcut -----------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+NUMBER_TEXTS = st.sampled_from(["1e15", "9e15", "1E9", "-0", "1e400", "-1e400", "1e-7", "5e5"])
+
+
+@FUZZ
+@given(value=JSON_VALUES, number=NUMBER_TEXTS, spaces=st.booleans())
+def test_compact_reencoding_stays_within_the_size_shortcuts_bound(value, number, spaces):
+    """`Handlers._checked` skips measuring a payload whose message text was at most
+    MAX_PAYLOAD_BYTES / MAX_REENCODED_GROWTH characters: re-encoding never grows more."""
+    from server.events import MAX_REENCODED_GROWTH, JsonObject, WireJson
+
+    separators = (", ", ": ") if spaces else (",", ":")
+    body = json.dumps({"v": value}, ensure_ascii=False, separators=separators)
+    text = f'["snapshot",{{"n":{number},"p":{body}}}]'
+    event, payload = WireJson.loads(text)
+    assert event == "snapshot" and type(payload) is JsonObject
+    assert payload.text_chars == len(text)
+    size = len(json.dumps(payload, separators=(",", ":")))
+    assert size <= MAX_REENCODED_GROWTH * len(text)
