@@ -10,7 +10,9 @@ thread-safe, and in eventlet mode it is never more than one `tpool.execute` in f
 
 Ordering: a session's `floor` is the newest seq it was answered (or cleared) for. A snapshot
 at or below the floor is stale and never delivered, so `probabilities` never go backwards and
-nothing older than a `cleared` arrives after it. Predicts are always answered.
+nothing older than a `cleared` arrives after it. Predicts are always answered; one of exactly
+the picture of the session's newest answered snapshot (clients predict what they last sent)
+reuses that snapshot's input and probabilities instead of computing them again.
 
 Everything that runs off the loop (`process`) is pure: no locks, no logging, no metrics.
 Those are green in eventlet mode and must not be touched from a native thread.
@@ -66,6 +68,9 @@ class Session:
     pending: Item | None = None  # the newest unstarted snapshot
     predicts: int = 0  # this session's queued or running predicts
     next_start: float = 0.0  # monotonic time its next snapshot may start (rate cap)
+    # The newest answered snapshot and its result: a predict of the same picture (a client
+    # predicts what it last sent) reuses it instead of preprocessing and classifying again.
+    answered: tuple[Drawing, Result] | None = None
 
 
 @dataclass(eq=False)
@@ -75,6 +80,7 @@ class Item:
     received: float  # time.monotonic() when the handler got it
     session: Session | None = None  # None for an HTTP predict
     ticket: Ticket | None = None  # predicts only
+    known: Result | None = None  # already computed for this very picture (see Session)
 
 
 @dataclass
@@ -96,13 +102,24 @@ class Batch:
 
 
 def process(
-    drawings: Sequence[Drawing], with_image: Sequence[bool], classifier: Any, max_pixels: int
+    drawings: Sequence[Drawing],
+    with_image: Sequence[bool],
+    classifier: Any,
+    max_pixels: int,
+    known: Sequence[Result | None] | None = None,
 ) -> Batch:
-    """Preprocess every drawing and classify all inked ones in ONE call. Runs off the hub."""
+    """Preprocess every drawing and classify all inked ones in ONE call. Runs off the hub.
+
+    `known[i]`, when given, is an earlier result for the same picture as `drawings[i]`:
+    its input and probabilities are taken as they are (only the image is made).
+    """
     start = time.perf_counter()
     results = [Result() for _ in drawings]
     inked: list[int] = []
     for i, drawing in enumerate(drawings):
+        if known is not None and known[i] is not None:
+            results[i].x, results[i].probabilities = known[i].x, known[i].probabilities
+            continue
         try:
             results[i].x = to_model_input(drawing, max_pixels)
         except PayloadError as e:
@@ -119,8 +136,9 @@ def process(
         batch.inference_s = time.perf_counter() - t
         for i, p in zip(inked, probabilities, strict=True):
             results[i].probabilities = p
-            if with_image[i]:
-                results[i].image = to_png_data_url(results[i].x)
+    for result, image in zip(results, with_image, strict=True):
+        if image and result.probabilities is not None:
+            result.image = to_png_data_url(result.x)
     batch.work_s = time.perf_counter() - start
     return batch
 
@@ -255,9 +273,12 @@ class Batcher:
             if len(self._predicts) + self._predicts_running >= self._config.MAX_PENDING_PREDICTS:
                 raise PayloadError("busy", "The server is too busy; try again in a moment.")
             ticket = Ticket(self._hooks.create_event())
-            self._predicts.append(Item(PREDICT, drawing, received, session, ticket))
+            item = Item(PREDICT, drawing, received, session, ticket)
             if session is not None:
                 session.predicts += 1
+                if session.answered is not None and session.answered[0].same_picture(drawing):
+                    item.known = session.answered[1]
+            self._predicts.append(item)
         self._wake.set()
         return ticket
 
@@ -270,6 +291,7 @@ class Batcher:
             if session.pending is not None:
                 self._metrics.snapshots_coalesced.inc()
             session.pending = None
+            session.answered = None  # the canvas is blank now: no predict will match it
             self._waiting.pop(sid, None)
             session.floor = max(session.floor, seq)
             # Emitted under the lock: a running batch cannot slip an older answer in between.
@@ -369,6 +391,7 @@ class Batcher:
                 [item.kind == PREDICT for item in items],
                 self._classifier,
                 self._config.MAX_IMAGE_PIXELS,
+                [item.known for item in items],
             )
         except Exception as e:  # the classifier failed: every item gets an `internal` error
             log.error("event=inference_failed error=%r items=%d", f"{e!r}", len(items))
@@ -404,6 +427,7 @@ class Batcher:
         latency = time.monotonic() - item.received
         answer = probabilities_answer(seq, result, latency)
         self._hooks.emit("probabilities", answer, to=session.sid)
+        session.answered = (item.drawing, result)
         self._metrics.snapshots_answered.inc()
         self._metrics.end_to_end_seconds.labels(SNAPSHOT).observe(latency)
 

@@ -72,6 +72,14 @@ class Drawing:
     width: int | None = None
     height: int | None = None
 
+    def same_picture(self, other: Drawing) -> bool:
+        """Whether both are exactly the same strokes or image bytes (seq aside), so that
+        preprocessing and inference give the same answer for both."""
+        if self.image is not None or other.image is not None:
+            return self.image == other.image
+        mine, theirs = self.strokes or (), other.strokes or ()
+        return len(mine) == len(theirs) and all(map(np.array_equal, mine, theirs))
+
 
 def parse_drawing(
     payload: Any, limits: Limits = DEFAULT_LIMITS, require_seq: bool = True

@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from server import socketio
 from server.batcher import process
 from server.config import Config
-from server.drawing import PayloadError, parse_drawing
+from server.drawing import Drawing, PayloadError, parse_drawing
+from server.preprocess import to_model_input
 
 WAIT_S = 15.0
 ONE = [[[140, 40 + 4 * i] for i in range(50)]]  # a vertical bar: a "1" on a 280 px canvas
@@ -218,6 +219,44 @@ def test_empty_predict(socket_client):
     assert ack["empty"] is True
     assert ack["digit"] is None and ack["probabilities"] is None
     assert ack["top"] == [] and ack["input"] is None
+
+
+def test_predict_of_the_last_answered_picture_reuses_its_result(socket_client, monkeypatch):
+    """A client predicts what it last sent: that answer is reused, not computed again."""
+    import server.batcher
+
+    preprocessed = []
+
+    def counting(drawing, *args):
+        preprocessed.append(drawing.seq)
+        return to_model_input(drawing, *args)
+
+    monkeypatch.setattr(server.batcher, "to_model_input", counting)
+    strokes = [[[140, 40 + 4 * i] for i in range(50)], [[120, 60], [160, 60]]]
+    socket_client.emit("snapshot", {"seq": 1, "strokes": strokes})
+    snapshot = wait_for(socket_client, "probabilities", 1)
+    same = socket_client.emit("predict", {"seq": 2, "strokes": strokes}, callback=True)
+    assert same["probabilities"] == snapshot["probabilities"]
+    assert same["input"].startswith("data:image/png;base64,")
+    other = socket_client.emit("predict", {"seq": 3, "strokes": strokes[:1]}, callback=True)
+    assert other["probabilities"] != snapshot["probabilities"]
+    socket_client.emit("clear", {"seq": 4})
+    wait_for(socket_client, "cleared", 4)
+    again = socket_client.emit("predict", {"seq": 5, "strokes": strokes}, callback=True)
+    assert again["probabilities"] == snapshot["probabilities"]
+    assert again["input"] == same["input"]
+    assert preprocessed == [1, 3, 5]  # 2 reused 1's result; a clear forgets it
+
+
+def test_same_picture():
+    a = parse_drawing({"seq": 1, "strokes": [[[1, 2], [3, 4]], [[5, 6]]]})
+    assert a.same_picture(parse_drawing({"seq": 9, "strokes": [[[1, 2], [3, 4.0]], [[5, 6]]]}))
+    assert not a.same_picture(parse_drawing({"seq": 1, "strokes": [[[1, 2], [3, 4]]]}))
+    assert not a.same_picture(parse_drawing({"seq": 1, "strokes": [[[1, 2], [3, 5]], [[5, 6]]]}))
+    image = parse_drawing({"seq": 1, "image": png_data_url()})
+    assert image.same_picture(parse_drawing({"seq": 2, "image": png_data_url()}))
+    assert not image.same_picture(a) and not a.same_picture(image)
+    assert parse_drawing({"seq": 1, "strokes": []}).same_picture(Drawing(seq=None))
 
 
 def test_predict_covers_older_snapshots(app_factory):
