@@ -1,25 +1,35 @@
 """`python -m server`: the production entry point.
 
-In eventlet mode the standard library must be monkey-patched before anything else is
-imported; Python imports the `server` package before this file, so that happens at the top
-of server/__init__.py. Startup errors (bad setting, missing or corrupt model, busy port) end
-in ONE actionable line on stderr and a non-zero exit code. SIGTERM/SIGINT drain: no new
-sessions or predicts, queued predictions are answered, clients are disconnected (they
-reconnect elsewhere), then the process exits 0.
+In eventlet mode the standard library is monkey-patched first, before anything else is
+imported, so every lock and socket made afterwards is green. Startup errors (bad setting,
+missing or corrupt model, busy port) end in ONE actionable line on stderr and a non-zero
+exit code. SIGTERM/SIGINT drain: no new sessions or predicts, queued predictions are
+answered, clients are disconnected (they reconnect elsewhere), then the process exits 0.
 """
 
-import errno
-import faulthandler
-import logging
 import os
-import signal
-import socket
-import sys
-import time
 
-from server import Service, create_app, socketio
-from server.config import Config, ConfigError
-from server.inference import ModelLoadError
+if os.environ.get("ASYNC_MODE", "eventlet").strip() == "eventlet":
+    import warnings
+
+    # Chosen deliberately (see docs/architecture.md); its deprecation notice is noise here.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet
+
+    eventlet.monkey_patch()
+
+
+import errno  # noqa: E402
+import faulthandler  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from server.app import Service, create_app, socketio  # noqa: E402
+from server.config import Config, ConfigError  # noqa: E402
+from server.inference import ModelLoadError  # noqa: E402
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1

@@ -33,7 +33,7 @@ import socketio
 from prometheus_client import Gauge
 
 if TYPE_CHECKING:
-    from server import Service
+    from server.app import Service
 
 log = logging.getLogger("server.cluster")
 

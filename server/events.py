@@ -23,7 +23,7 @@ from typing import Any
 
 import socketio
 
-from server import Service
+from server.app import Service
 from server.batcher import error_answer
 from server.drawing import PayloadError, parse_drawing, parse_seq
 

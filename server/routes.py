@@ -12,7 +12,7 @@ import time
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from server import current_service
+from server.app import current_service
 from server.batcher import error_answer
 from server.config import ROOT
 from server.drawing import PayloadError, parse_drawing

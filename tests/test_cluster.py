@@ -409,7 +409,7 @@ def test_cluster_settings_are_checked():
 
 
 def test_session_ids_name_their_worker(app_factory):
-    from server import socketio as extension
+    from server.app import socketio as extension
     from server.cluster import worker_of
 
     app_factory(WORKER_ID="w7")

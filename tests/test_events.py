@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from server import socketio
+from server.app import socketio
 from server.batcher import process
 from server.config import Config
 from server.drawing import Drawing, PayloadError, parse_drawing

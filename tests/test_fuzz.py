@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from server import create_app
-from server import socketio as flask_socketio
+from server.app import create_app
+from server.app import socketio as flask_socketio
 from server.drawing import MAX_SEQ
 
 pytestmark = pytest.mark.timeout(600)

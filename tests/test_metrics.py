@@ -6,7 +6,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import socketio
+from server.app import socketio
 
 STROKES = [[[140, 40 + 4 * i] for i in range(50)]]
 
