@@ -111,9 +111,6 @@ def parse_seq(seq: Any, required: bool = True) -> int | None:
     return seq
 
 
-_parse_seq = parse_seq  # transitional: server/events.py still imports the old private name
-
-
 def _parse_strokes(strokes: Any, limits: Limits) -> tuple[np.ndarray, ...]:
     # Type checks use map/set so the per-point work stays in C: 20k points cost ~1 ms.
     if not isinstance(strokes, list):
