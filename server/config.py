@@ -48,6 +48,7 @@ class Config:
     MAX_SESSION_PREDICTS: int = 4  # unanswered predicts one session may have queued
     MAX_PENDING_PREDICTS: int = 1000  # unanswered predicts in total (sockets + HTTP)
     MAX_MESSAGES_PER_S: float = 50.0  # read per connection; faster senders wait (0 = no cap)
+    MAX_UNSENT_PACKETS: int = 64  # a client leaving more unread is dropped (0 = no cap)
     PREDICT_TIMEOUT_S: float = 30.0  # an HTTP predict / ack waits at most this long
     SHUTDOWN_TIMEOUT_S: float = 10.0  # SIGTERM: how long to finish queued predictions
     MESSAGE_QUEUE: str = ""  # cluster mode: redis://host:port/db shared by all workers
@@ -108,6 +109,7 @@ class Config:
             "SNAPSHOT_MAX_HZ",
             "MAX_SESSIONS_PER_IP",
             "MAX_MESSAGES_PER_S",
+            "MAX_UNSENT_PACKETS",
             "SHUTDOWN_TIMEOUT_S",
         ):
             if getattr(self, name) < 0:

@@ -34,7 +34,7 @@ INTERNAL = PayloadError("internal", "The server failed to handle this message.")
 def register(server: socketio.Server, service: Service) -> None:
     """Attach the handlers for one app to its Socket.IO server."""
     server.packet_class.json = WireJson
-    pace_messages(server, service.config.MAX_MESSAGES_PER_S)
+    pace_messages(server, service, service.config.MAX_MESSAGES_PER_S)
     handlers = Handlers(service)
     server.on("connect", handlers.connect)
     server.on("disconnect", handlers.disconnect)
@@ -216,8 +216,9 @@ class WireJson:
         return value
 
 
-def pace_messages(server: socketio.Server, rate: float) -> None:
-    """Read at most `rate` messages a second from each connection (bursts of `rate`).
+def pace_messages(server: socketio.Server, service: Service, rate: float) -> None:
+    """Read at most `rate` messages a second from each connection (bursts of `rate`), and
+    none from a connection that stopped reading its answers.
 
     Engine.IO reads a connection's messages in one loop that only yields when the socket
     has no data, and python-socketio hands each event to a new task: one client sending
@@ -225,12 +226,23 @@ def pace_messages(server: socketio.Server, rate: float) -> None:
     its messages. After each message this yields, and once a connection is over the rate
     it sleeps, so the kernel's buffers fill and the sender is slowed by TCP itself:
     nothing is dropped and no error is sent, that client just waits. 0 = only yield.
+
+    Every answer is caused by a message, and a client that never reads (but keeps its
+    connection open, e.g. by answering pings blindly) would make its answers pile up in
+    the server's per-connection send queue without end. So a message arriving while
+    MAX_UNSENT_PACKETS packets still wait to be written to that client drops the
+    connection instead of being handled: the queue stays bounded, and a real client (one
+    answer in flight) never comes near the cap.
     """
     handle = server.eio.handlers["message"]
     budgets: dict[str, tuple[float, float]] = {}  # eio sid -> (tokens, monotonic time)
     forget = server.eio.handlers.get("disconnect")
+    max_unsent = service.config.MAX_UNSENT_PACKETS
 
     def on_message(eio_sid: str, data: Any) -> None:
+        if max_unsent and unsent_packets(server, eio_sid) >= max_unsent:
+            drop_connection(server, service, eio_sid)
+            return
         try:
             handle(eio_sid, data)
         finally:
@@ -249,3 +261,21 @@ def pace_messages(server: socketio.Server, rate: float) -> None:
 
     server.eio.on("message", on_message)
     server.eio.on("disconnect", on_disconnect)
+
+
+def unsent_packets(server: socketio.Server, eio_sid: str) -> int:
+    """Packets queued for this connection that the transport has not written yet."""
+    transport = server.eio.sockets.get(eio_sid)
+    return transport.queue.qsize() if transport is not None else 0
+
+
+def drop_connection(server: socketio.Server, service: Service, eio_sid: str) -> None:
+    """Close a connection that stopped reading, without waiting for its queue to drain
+    (it never would) and without a CLOSE packet (it would only join the queue)."""
+    transport = server.eio.sockets.get(eio_sid)
+    if transport is None:
+        return
+    service.metrics.errors.labels("slow_reader").inc()
+    log.warning("event=slow_reader eio_sid=%s unsent=%d", eio_sid, transport.queue.qsize())
+    transport.close(wait=False, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
+    server.eio.sockets.pop(eio_sid, None)

@@ -453,3 +453,42 @@ def test_close_while_an_answer_is_being_emitted_does_not_deadlock():
     loop.join(WAIT_S)
     assert sorted(emitted) == ["gone", "other"]  # both answered, in one batch or two
     assert stats == [{"sessions": 0, "pending": 0}], "the batcher's lock is stuck"
+
+
+def test_client_that_never_reads_is_dropped_at_the_unsent_cap(live_server_factory):
+    """A client that keeps sending but never reads its answers (and would keep its
+    connection alive by answering pings blindly) makes them pile up in the server's send
+    queue; at MAX_UNSENT_PACKETS waiting answers its connection is dropped instead, and
+    everyone else is served. (eventlet, the production mode, keeps reading a connection
+    whose writes block; that is where answers could pile up without end.)"""
+    server = live_server_factory(
+        ASYNC_MODE="eventlet",
+        MAX_UNSENT_PACKETS="16",
+        MAX_MESSAGES_PER_S="0",
+        MAX_SESSION_PREDICTS="100000",
+    )
+    hog = RawWebSocket(server.port)
+    hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.sock.settimeout(0.5)
+    predict = '42["predict",' + json.dumps({"strokes": [STROKE]}) + "]"
+    deadline = time.monotonic() + WAIT_S
+    sent, dropped = 0, 0.0
+    try:
+        while time.monotonic() < deadline and not dropped:
+            try:
+                for _ in range(100):
+                    hog.send(predict)
+                    sent += 1
+                hog.send("3")  # a blind pong, as a hostile client would
+            except TimeoutError:  # the server is busy answering: keep trying
+                pass
+            dropped = errors_counted(server.url, "slow_reader")
+        assert dropped == 1, f"not dropped after {sent} predicts"
+        wait_until_idle(server.url)  # the hog's session is gone while its socket is open
+        other = RawWebSocket(server.port)
+        other.emit("predict", {"seq": 1, "strokes": [STROKE]})
+        assert next(other.events("prediction"))["digit"] == 1
+        other.close()
+    finally:
+        hog.close()
+    assert server.proc.poll() is None
