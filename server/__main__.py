@@ -29,6 +29,7 @@ import time  # noqa: E402
 
 from server.app import Service, create_app, socketio  # noqa: E402
 from server.config import Config, ConfigError  # noqa: E402
+from server.events import drop_transport  # noqa: E402
 from server.inference import ModelLoadError  # noqa: E402
 
 EXIT_CONFIG = 2
@@ -134,22 +135,16 @@ class Shutdown:
         """Close every Engine.IO connection once its queued packets (the answers) are sent.
 
         Dropping the transport, not a Socket.IO disconnect, makes clients reconnect (to the
-        next server). It is dropped without an Engine.IO CLOSE packet (abort): python-socketio
-        clients take that packet as a goodbye and never reconnect. Each close waits for its
-        own flush in its own task, so one client that stopped reading cannot hold up the
-        others or the exit.
+        next server). Each close waits for its own flush in its own task, so one client that
+        stopped reading cannot hold up the others or the exit.
         """
-        eio = socketio.server.eio
-        sids = list(eio.sockets)
+        server = socketio.server
+        sids = list(server.eio.sockets)
         closed: list[str] = []
 
         def close(sid: str) -> None:
             try:
-                transport = eio.sockets.get(sid)
-                if transport is not None:
-                    reason = eio.reason.SERVER_DISCONNECT
-                    transport.close(wait=True, abort=True, reason=reason)
-                    eio.sockets.pop(sid, None)
+                drop_transport(server, sid, wait=True)
             finally:
                 closed.append(sid)
 

@@ -21,9 +21,9 @@ from flask_socketio import SocketIO
 
 from server import cluster
 from server.batcher import Batcher, Hooks
-from server.config import Config, ConfigError
+from server.config import Config
 from server.drawing import Limits
-from server.inference import Classifier, ModelLoadError
+from server.inference import Classifier
 from server.metrics import Metrics
 
 PROTOCOL_VERSION = 1
@@ -206,9 +206,6 @@ def _cors_policy(extra: list[str]):
 
 
 __all__ = [
-    "Config",
-    "ConfigError",
-    "ModelLoadError",
     "Service",
     "create_app",
     "current_service",

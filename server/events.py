@@ -34,7 +34,7 @@ INTERNAL = PayloadError("internal", "The server failed to handle this message.")
 def register(server: socketio.Server, service: Service) -> None:
     """Attach the handlers for one app to its Socket.IO server."""
     server.packet_class.json = WireJson
-    pace_messages(server, service, service.config.MAX_MESSAGES_PER_S)
+    pace_messages(server, service)
     handlers = Handlers(service)
     server.on("connect", handlers.connect)
     server.on("disconnect", handlers.disconnect)
@@ -216,9 +216,9 @@ class WireJson:
         return value
 
 
-def pace_messages(server: socketio.Server, service: Service, rate: float) -> None:
-    """Read at most `rate` messages a second from each connection (bursts of `rate`), and
-    none from a connection that stopped reading its answers.
+def pace_messages(server: socketio.Server, service: Service) -> None:
+    """Read at most MAX_MESSAGES_PER_S messages a second from each connection (bursts of
+    as many), and none from a connection that stopped reading its answers.
 
     Engine.IO reads a connection's messages in one loop that only yields when the socket
     has no data, and python-socketio hands each event to a new task: one client sending
@@ -237,12 +237,17 @@ def pace_messages(server: socketio.Server, service: Service, rate: float) -> Non
     handle = server.eio.handlers["message"]
     budgets: dict[str, tuple[float, float]] = {}  # eio sid -> (tokens, monotonic time)
     forget = server.eio.handlers.get("disconnect")
+    rate = service.config.MAX_MESSAGES_PER_S
     max_unsent = service.config.MAX_UNSENT_PACKETS
 
     def on_message(eio_sid: str, data: Any) -> None:
-        if max_unsent and unsent_packets(server, eio_sid) >= max_unsent:
-            drop_connection(server, service, eio_sid)
-            return
+        if max_unsent:
+            unsent = unsent_packets(server, eio_sid)
+            if unsent >= max_unsent:
+                service.metrics.errors.labels("slow_reader").inc()
+                log.warning("event=slow_reader eio_sid=%s unsent=%d", eio_sid, unsent)
+                drop_transport(server, eio_sid, wait=False)
+                return
         try:
             handle(eio_sid, data)
         finally:
@@ -269,13 +274,12 @@ def unsent_packets(server: socketio.Server, eio_sid: str) -> int:
     return transport.queue.qsize() if transport is not None else 0
 
 
-def drop_connection(server: socketio.Server, service: Service, eio_sid: str) -> None:
-    """Close a connection that stopped reading, without waiting for its queue to drain
-    (it never would) and without a CLOSE packet (it would only join the queue)."""
+def drop_transport(server: socketio.Server, eio_sid: str, wait: bool) -> None:
+    """End a connection without an Engine.IO CLOSE packet: python-socketio clients take
+    that packet as a goodbye and never reconnect, and for a client that stopped reading
+    it would only join the queue. `wait` blocks until the queued packets are written,
+    which a client that stopped reading never lets happen."""
     transport = server.eio.sockets.get(eio_sid)
-    if transport is None:
-        return
-    service.metrics.errors.labels("slow_reader").inc()
-    log.warning("event=slow_reader eio_sid=%s unsent=%d", eio_sid, transport.queue.qsize())
-    transport.close(wait=False, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
-    server.eio.sockets.pop(eio_sid, None)
+    if transport is not None:
+        transport.close(wait=wait, abort=True, reason=server.eio.reason.SERVER_DISCONNECT)
+        server.eio.sockets.pop(eio_sid, None)
