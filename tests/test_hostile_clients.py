@@ -60,8 +60,17 @@ class RawWebSocket:
     python-socketio clients always read, answer pings and respect sizes; this one does not.
     """
 
-    def __init__(self, port: int, timeout: float = WAIT_S) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = WAIT_S, rcvbuf: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # A small receive buffer makes the server's writes block soon. It is set before
+            # connecting so that the window offered matches it: set after, the kernel drops
+            # the server's segments that overflow it, their ACKs too, and this client's own
+            # sending stalls (seen: 2.7 MB unsent, the server idle, no message to handle).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.unsent = b""
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (
@@ -93,7 +102,15 @@ class RawWebSocket:
             head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
         key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
         masked = (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
-        self.sock.sendall(head + mask + masked)
+        self.unsent += head + mask + masked
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the frames not written yet. On TimeoutError (the server is not reading) the
+        rest waits for the next call: a frame cut short would turn the rest of the stream
+        into garbage for the server."""
+        while self.unsent:
+            self.unsent = self.unsent[self.sock.send(self.unsent) :]
 
     def emit(self, event: str, payload: object) -> None:
         self.send("42" + json.dumps([event, payload]))
@@ -173,8 +190,7 @@ def canvas_png_data_url(size: int = 1024) -> str:
 
 def never_reads(port: int, deadline: float, counts: dict) -> None:
     """Sends a snapshot every 20 ms and never reads: the answers pile up at the server."""
-    raw = RawWebSocket(port)
-    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw = RawWebSocket(port, rcvbuf=4096)
     raw.sock.settimeout(1.0)
     seq = 0
     try:
@@ -467,8 +483,7 @@ def test_client_that_never_reads_is_dropped_at_the_unsent_cap(live_server_factor
         MAX_MESSAGES_PER_S="0",
         MAX_SESSION_PREDICTS="100000",
     )
-    hog = RawWebSocket(server.port)
-    hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog = RawWebSocket(server.port, rcvbuf=4096)
     hog.sock.settimeout(0.5)
     predict = '42["predict",' + json.dumps({"strokes": [STROKE]}) + "]"
     deadline = time.monotonic() + WAIT_S
@@ -476,6 +491,7 @@ def test_client_that_never_reads_is_dropped_at_the_unsent_cap(live_server_factor
     try:
         while time.monotonic() < deadline and not dropped:
             try:
+                hog.flush()  # what the server did not take last time, before any more
                 for _ in range(100):
                     hog.send(predict)
                     sent += 1
