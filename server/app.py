@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, current_app
 from flask_socketio import SocketIO
 
-from server import cluster
+from server import cluster, websocket
 from server.batcher import Batcher, Hooks
 from server.config import Config
 from server.drawing import Limits
@@ -103,6 +103,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         client_manager=cluster.client_manager(config.MESSAGE_QUEUE),
     )
     server = socketio.server
+    if server.async_mode == "threading":
+        websocket.bound_reads(server.eio)
     if config.WORKER_ID:
         cluster.prefix_session_ids(server.eio, config.WORKER_ID)
     # Answers always go to a session on this worker: never through the message queue.
