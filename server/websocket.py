@@ -40,6 +40,12 @@ class BoundedWebSocket(simple_websocket.Server):
         # The reading thread queues the messages of each chunk it read, then waits here
         # for room before it reads the socket again.
         keep_going = super()._handle_events()
+        if not keep_going:
+            # On a message over max_message_size simple-websocket wakes the receiver before
+            # it marks the connection closed; a receiver that woke in between went back to
+            # waiting, for ever (the session then lived on until the ping timeout).
+            self.connected = False
+            self.event.set()
         with self.space:
             while keep_going and self.connected and len(self.input_buffer) >= self.max_unread:
                 self.space.wait(RECHECK_S)
