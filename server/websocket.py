@@ -8,8 +8,9 @@ the client sends and keeps every message in a list until it is handled: one floo
 grew the server by ~50 MB/s (measured: 780 MB after 15 s, 557,000 messages taken in, 864
 handled). It also held a message whole, at any size, before Engine.IO checked its length.
 
-Here the reading thread waits while MAX_UNREAD messages wait to be handled, and a message
-over the transport's limit ends the connection while it arrives.
+Here the reading thread waits while MAX_UNREAD messages wait to be handled, a message over
+the transport's limit ends the connection while it arrives, and the socket gets the timeout
+Engine.IO gives eventlet's, so a client that stops reading cannot hold threads for ever.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class BoundedWebSocket(simple_websocket.Server):
     def close(self, reason: int | None = None, message: str | None = None) -> None:
         try:
             super().close(reason, message)
+        except OSError:  # the goodbye could not be written (timed out, reset): it is over
+            self.connected = False
         finally:
             with self.space:
                 self.space.notify_all()
@@ -71,6 +74,13 @@ class BoundedWebSocketWSGI(SimpleWebSocketWSGI):
     def __init__(self, handler: Any, server: engineio.Server, **kwargs: Any) -> None:
         kwargs.setdefault("max_message_size", server.max_http_buffer_size)
         super().__init__(handler, server, **kwargs)
+
+    @property
+    def socket(self) -> Any:
+        # Engine.IO gives a WebSocket's `socket` a timeout of ping interval + ping timeout,
+        # as it does under eventlet: a write to a client that stopped reading then fails
+        # instead of holding this connection's threads for as long as that client wants.
+        return self.ws.sock
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
         # SimpleWebSocketWSGI.__call__ with the class swapped.
