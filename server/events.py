@@ -226,6 +226,7 @@ def pace_messages(server: socketio.Server, service: Service) -> None:
     its messages. After each message this yields, and once a connection is over the rate
     it sleeps, so the kernel's buffers fill and the sender is slowed by TCP itself:
     nothing is dropped and no error is sent, that client just waits. 0 = only yield.
+    (In threading mode that holds because server/websocket.py bounds what is read ahead.)
 
     Every answer is caused by a message, and a client that never reads (but keeps its
     connection open, e.g. by answering pings blindly) would make its answers pile up in

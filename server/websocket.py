@@ -32,25 +32,24 @@ def bound_reads(eio: engineio.Server) -> None:
 
 
 class BoundedWebSocket(simple_websocket.Server):
-    def __init__(self, environ: dict, max_unread: int = MAX_UNREAD, **kwargs: Any) -> None:
-        self.max_unread = max_unread
+    def __init__(self, environ: dict, **kwargs: Any) -> None:
         self.space = threading.Condition()
         super().__init__(environ, **kwargs)
 
     def _handle_events(self) -> bool:
         # The reading thread queues the messages of each chunk it read, then waits here
         # for room before it reads the socket again.
-        keep_going = super()._handle_events()
-        if not keep_going:
+        if not super()._handle_events():
             # On a message over max_message_size simple-websocket wakes the receiver before
             # it marks the connection closed; a receiver that woke in between went back to
             # waiting, for ever (the session then lived on until the ping timeout).
             self.connected = False
             self.event.set()
+            return False
         with self.space:
-            while keep_going and self.connected and len(self.input_buffer) >= self.max_unread:
+            while self.connected and len(self.input_buffer) >= MAX_UNREAD:
                 self.space.wait(RECHECK_S)
-        return keep_going
+        return True
 
     def receive(self, timeout: float | None = None) -> Any:
         data = super().receive(timeout)
