@@ -20,6 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_UNIPEN_PATH = ROOT.parent / "shared" / "data" / "unipen-dev" / "unipen_dev.jsonl.gz"
+NONDIGITS_NAME = "unipen_dev_nondigits.jsonl.gz"  # letters and symbols, beside the digits
 
 MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
@@ -126,6 +127,38 @@ def load_unipen(path: str | os.PathLike | None = None) -> list[dict]:
             samples.append(
                 {
                     "label": int(record["label"]),
+                    "writer": f"{record['contributor']}/{record['writer']}",
+                    "contributor": record["contributor"],
+                    "strokes": strokes,
+                }
+            )
+    return samples
+
+
+def nondigits_path(path: str | os.PathLike | None = None) -> Path:
+    """argument > $UNIPEN_NONDIGITS_PATH > beside the UNIPEN digits file."""
+    env = os.environ.get("UNIPEN_NONDIGITS_PATH")
+    return Path(path or env or unipen_path().with_name(NONDIGITS_NAME))
+
+
+def load_nondigits(path: str | os.PathLike | None = None) -> list[dict]:
+    """UNIPEN letters and symbols as canvas strokes, drawn like the digits.
+
+    Same transform as the digits (record_to_strokes), so a letter reaches the model the
+    way it would if a user drew it on the page. Dicts: label, category, writer,
+    contributor, strokes.
+    """
+    samples = []
+    with gzip.open(nondigits_path(path), "rt", encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            strokes = record_to_strokes(record)
+            if strokes is None:
+                continue
+            samples.append(
+                {
+                    "label": record["label"],
+                    "category": record["category"],
                     "writer": f"{record['contributor']}/{record['writer']}",
                     "contributor": record["contributor"],
                     "strokes": strokes,
