@@ -24,7 +24,9 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+NUM_DIGITS = 10
+# A model may add one more output after the ten digits: "not a digit" (model/train.py).
+OUTPUT_WIDTHS = (NUM_DIGITS, NUM_DIGITS + 1)
 MAX_BATCH = 128
 
 
@@ -33,12 +35,17 @@ class ModelLoadError(Exception):
 
 
 class Classifier:
-    """Digit probabilities for batches of 28x28 float32 images in [0, 1], ink = 1."""
+    """Softmax outputs for batches of 28x28 float32 images in [0, 1], ink = 1.
+
+    Columns 0-9 are the digits; an 11-output model's column 10 is "not a digit".
+    """
 
     def __init__(self, interpreter: Interpreter, info: dict[str, Any]) -> None:
         self._interpreter = interpreter
         self._input = interpreter.get_input_details()[0]["index"]
-        self._output = interpreter.get_output_details()[0]["index"]
+        output = interpreter.get_output_details()[0]
+        self._output = output["index"]
+        self.num_outputs = int(output["shape"][-1])
         self._batch = 0
         self.info = info
 
@@ -61,15 +68,15 @@ class Classifier:
         except (ValueError, RuntimeError, IndexError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"cannot load model {path}: {reason}") from None
-        if probabilities.shape != (1, NUM_CLASSES):
+        if probabilities.ndim != 2 or probabilities.shape[1] not in OUTPUT_WIDTHS:
             raise ModelLoadError(
                 f"cannot load model {path}: output shape {probabilities.shape[1:]}, "
-                f"expected ({NUM_CLASSES},)"
+                f"expected one of {[(w,) for w in OUTPUT_WIDTHS]}"
             )
         return classifier
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) or (N, 28, 28, 1) float32 → (N, 10) float32 softmax probabilities."""
+        """(N, 28, 28) or (N, 28, 28, 1) float32 → (N, num_outputs) float32 softmax."""
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] not in (IMAGE_SHAPE, (*IMAGE_SHAPE, 1)):
             raise ValueError(f"expected (N, 28, 28) or (N, 28, 28, 1), got {x.shape}")
@@ -81,7 +88,7 @@ class Classifier:
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            return np.zeros((0, self.num_outputs), np.float32)
         if len(x) != self._batch:
             self._interpreter.resize_tensor_input(self._input, x.shape, strict=True)
             self._interpreter.allocate_tensors()
