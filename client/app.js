@@ -32,6 +32,7 @@
     guess: $("#guess"),
     guessDigit: $("#guess-digit"),
     guessText: $("#guess-text"),
+    guessConf: $("#guess-conf"),
     bars: $("#bars"),
     result: $("#result"),
     resultLabel: $("#result-label"),
@@ -213,6 +214,7 @@
     hideResult();
     settlePredict(); // an answer about the previous drawing must not show up now
     if (!has) resetReading();
+    else if (!socket.connected) showWaiting();
   }
 
   function updatePredictButton() {
@@ -398,7 +400,26 @@
     delete els.bars.dataset.digit;
     els.guess.dataset.state = "empty";
     els.guessDigit.textContent = "–";
+    els.guessConf.textContent = "";
     els.guessText.textContent = strokes.length ? "Reading…" : "Nothing drawn yet";
+    if (strokes.length && !socket.connected) showWaiting();
+  }
+
+  /** Ink but no server: say that the reading comes back by itself, instead of a stale one. */
+  function showWaiting() {
+    els.guess.dataset.state = "waiting";
+    els.bars.dataset.state = "waiting";
+    els.guessDigit.textContent = "…";
+    els.guessConf.textContent = "";
+    els.guessText.textContent =
+      els.conn.dataset.state === "offline"
+        ? "Offline. Read when back online"
+        : "Reconnecting. Read again soon";
+  }
+
+  /** "a 7" but "an 8". */
+  function withArticle(d) {
+    return `${d === 8 ? "an" : "a"} ${d}`;
   }
 
   /** Live reading: bars plus the short verdict next to them. Returns the shown probabilities. */
@@ -416,9 +437,10 @@
     els.bars.dataset.state = sure ? "sure" : "unsure";
     els.bars.dataset.digit = String(lead);
     els.guess.dataset.state = sure ? "sure" : "unsure";
+    els.guessConf.textContent = `${Math.round(conf * 100)}%`;
     if (sure) {
       els.guessDigit.textContent = String(lead);
-      els.guessText.textContent = `Looks like a ${lead}`;
+      els.guessText.textContent = `Looks like ${withArticle(lead)}`;
     } else {
       const second = argmax(probs.map((p, i) => (i === lead ? -1 : p)));
       els.guessDigit.textContent = "?";
@@ -458,10 +480,10 @@
     const input = typeof msg.input === "string" && msg.input.startsWith("data:image/png;base64,");
     els.resultInput.hidden = !input;
     if (input) els.resultInput.src = msg.input;
+    // No scrolling to the result: on a phone that would move the pad away from the finger.
+    // The live strip above the pad already shows the final digit.
     els.result.hidden = false;
     els.resultHint.hidden = true;
-    // On a phone the answer may be below the fold; bring it in without jumping.
-    els.result.scrollIntoView({ block: "nearest", behavior: "smooth" });
     announce(
       sure
         ? `Prediction: ${lead}, ${Math.round(conf * 100)} percent confident.`
@@ -510,6 +532,7 @@
     els.connLabel.textContent = labels[state];
     if (state !== "live") els.rtt.textContent = "";
     updatePredictButton();
+    if (state !== "live" && strokes.length) showWaiting();
   }
 
   function connectionLost(firstState) {

@@ -40,7 +40,10 @@ fi
 stamp=".venv/.setup-$kind"
 want=$(cat requirements.txt "$reqs" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing $reqs (first time: a few minutes for the dev set)"
+  case "$kind" in
+    serve) say "installing $reqs (first time: about a minute)" ;;
+    dev) say "installing $reqs (first time: a few minutes: TensorFlow, Playwright)" ;;
+  esac
   .venv/bin/python -m pip install -q -r "$reqs"
   echo "$want" > "$stamp"
 fi
@@ -55,11 +58,17 @@ if [ ! -f client/node_modules/socket.io-client/dist/socket.io.min.js ] \
   echo "$lock_sum" > client/node_modules/.setup-stamp
 fi
 
-# 4. For tests only: Debian chromium for the browser tests (Playwright's own download fails here).
-if [ "$kind" = dev ] && [ ! -x /usr/bin/chromium ]; then
-  say "installing Debian chromium for the browser tests"
+# 4. For tests only: Debian chromium for the browser tests (Playwright's own download fails
+#    here). Installed or upgraded on every run, so the tests always meet today's chromium, the
+#    one a fresh machine gets, and not whatever an older run left behind.
+if [ "$kind" = dev ]; then
+  say "installing or upgrading Debian chromium for the browser tests"
   if ! apt_install chromium; then
-    say "!!! could not install chromium: the browser tests will be SKIPPED !!!"
+    if [ -x /usr/bin/chromium ]; then
+      say "!!! could not upgrade chromium: testing with the installed $(/usr/bin/chromium --version 2>/dev/null) !!!"
+    else
+      say "!!! could not install chromium: the browser tests will be SKIPPED !!!"
+    fi
   fi
 fi
 

@@ -9,7 +9,7 @@ artifacts/screenshots/ for a human to look at.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,15 @@ MOBILE = {
     "has_touch": True,
     "color_scheme": "dark",  # the phone run also covers the dark theme
 }
+# Common phone screens (portrait) and a phone in landscape: the live reading must stay in view.
+PHONES = {
+    "320x568": (320, 568),
+    "360x800": (360, 800),
+    "375x667": (375, 667),
+    "390x844": (390, 844),
+    "landscape-844x390": (844, 390),
+}
+AXE = ROOT / "client" / "node_modules" / "axe-core" / "axe.min.js"
 CLEAR_CONFIDENCE = 0.95  # "clearly written": the served model reads the raw sample this surely
 CHECKPOINTS = 4  # the drawing is split into this many parts, each followed by a live answer
 TIMEOUT_MS = 15_000  # generous upper bound for one wait; never a speed assertion
@@ -66,6 +75,24 @@ INK_PIXELS = """([top, bottom]) => {
   let n = 0;
   for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
   return n;
+}"""
+# The page's promises to a finger on a phone, read at any moment: where it is scrolled, whether
+# anything sticks out sideways, and whether the ten live bars are on screen.
+STEADY = """() => {
+  const bars = document.querySelector('#bars').getBoundingClientRect();
+  return {
+    scrollY: scrollY,
+    overflow: document.documentElement.scrollWidth - innerWidth,
+    barsOnScreen: bars.top >= 0 && bars.bottom <= innerHeight && bars.left >= 0
+      && bars.right <= innerWidth,
+  };
+}"""
+AXE_SERIOUS = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations
+    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+    .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ') + ' (' + n.failureSummary
+      .replace(/\\s+/g, ' ') + ')').join('; '));
 }"""
 INK_BOX = """() => {
   const c = document.querySelector('#pad'), ctx = c.getContext('2d');
@@ -132,6 +159,21 @@ def pick(digits):
         pytest.skip(f"the model reads none of the UNIPEN samples of {wanted} correctly")
 
     return pick
+
+
+@pytest.fixture(scope="module")
+def unsure_drawing() -> list[np.ndarray]:
+    """A real UNIPEN drawing that the served model reads with low confidence ("not sure")."""
+    from server.inference import Classifier
+    from server.preprocess import render_strokes
+
+    classifier = Classifier.load(MODEL)
+    samples = [s["strokes"] for s in load_unipen()[:1500] if len(s["strokes"]) <= 3]
+    probabilities = classifier.predict(np.stack([render_strokes(s) for s in samples]))[:, :10]
+    for strokes, p in zip(samples, probabilities, strict=True):
+        if 0.35 <= p.max() < 0.55:
+            return strokes
+    pytest.skip("the model reads every sample surely: no 'not sure' drawing to show")
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -227,8 +269,14 @@ def mouse_replay(client: Client, strokes: list[np.ndarray]) -> Iterator[int]:
         yield drawn
 
 
-def touch_replay(client: Client, strokes: list[np.ndarray]) -> Iterator[int]:
-    """Real touch sequences through CDP (touchStart/Move/End), like a finger on a phone."""
+def touch_replay(
+    client: Client, strokes: list[np.ndarray], during: Callable[[], None] | None = None
+) -> Iterator[int]:
+    """Real touch sequences through CDP (touchStart/Move/End), like a finger on a phone.
+
+    `during` runs every few moves while the finger is down: the checks a phone user would
+    make by eye, made while the stroke is still being drawn.
+    """
     cdp = client.context.new_cdp_session(client.page)
     drawn = 0
     for stroke in client.pad_to_page(strokes):
@@ -240,6 +288,8 @@ def touch_replay(client: Client, strokes: list[np.ndarray]) -> Iterator[int]:
             )
             if i % 3 == 0:
                 client.page.wait_for_timeout(8)
+                if during is not None:
+                    during()
             drawn += 1
             yield drawn
         # A finger comes to rest before it lifts. Lifting mid-motion starts a fling, and
@@ -374,7 +424,30 @@ def test_mouse_drawing_streams_predicts_undoes_and_clears(browser, eventlet_serv
         client.close()
 
 
+def phone(width: int, height: int, scheme: str = "dark") -> dict:
+    return {
+        "viewport": {"width": width, "height": height},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+        "color_scheme": scheme,
+    }
+
+
+def steady_check(client: Client, scroll_y: float) -> Callable[[], None]:
+    """A check for touch_replay: the page has not moved and the live bars are in view."""
+
+    def check() -> None:
+        state = client.page.evaluate(STEADY)
+        assert state["scrollY"] == scroll_y, f"a stroke scrolled the page: {state}"
+        assert state["overflow"] <= 0, f"the page sticks out sideways: {state}"
+        assert state["barsOnScreen"], f"the live bars are off screen while drawing: {state}"
+
+    return check
+
+
 def test_touch_drawing_on_a_phone_does_not_scroll_the_page(browser, eventlet_server, pick):
+    """Predict, Clear, Undo and a new stroke never move the page under the finger."""
     digit, strokes = pick(7, 4, 1, 9, 6)
     client = Client(browser, eventlet_server.url, **MOBILE)
     page = client.page
@@ -383,23 +456,40 @@ def test_touch_drawing_on_a_phone_does_not_scroll_the_page(browser, eventlet_ser
             "#pad", "c => [c.width, c.height, Math.round(c.clientWidth * devicePixelRatio)]"
         )
         assert crisp[0] == crisp[2] == crisp[1], f"backing store not sized by DPR: {crisp}"
-        assert page.evaluate("document.documentElement.scrollHeight > innerHeight + 40")
-        page.evaluate("window.scrollTo(0, 30)")
+        assert page.evaluate("document.documentElement.scrollHeight > innerHeight")
+        page.evaluate("window.scrollTo(0, 30)")  # a page someone has scrolled a little
         before = page.evaluate("scrollY")
         assert before == 30
+        check = steady_check(client, before)
 
         total = point_count(strokes) + len(strokes)
         seqs = draw_with_live_answers(
-            client, touch_replay(client, strokes), total, shot="mobile-drawing"
+            client, touch_replay(client, strokes, check), total, shot="mobile-drawing"
         )
-        assert page.evaluate("scrollY") == before, "drawing scrolled the page"
         assert len(set(seqs)) >= 3
         assert client.strokes() == len(strokes)
         assert_ink_under_pointer(client, strokes)
 
         page.tap("#predict")
         assert client.read_result() == digit
+        check()  # Predict shows the answer without scrolling to it
         client.shot("mobile-predicted")
+        page.tap("#undo")
+        check()
+        if client.strokes():
+            page.tap("#clear")
+            check()
+        assert client.strokes() == 0
+        assert_empty_reading(client)
+
+        # The stroke right after Clear is where the page used to jump under the finger.
+        seq = client.shown_seq()
+        list(touch_replay(client, strokes, check))
+        client.wait_for_answer_after(seq)
+        check()
+        page.tap("#predict")
+        assert client.read_result() == digit
+        check()
 
         # The rest of the page still scrolls by touch: only the canvas swallows gestures.
         page.evaluate("window.scrollTo(0, 0)")
@@ -410,6 +500,79 @@ def test_touch_drawing_on_a_phone_does_not_scroll_the_page(browser, eventlet_ser
         assert client.errors == []
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("screen", PHONES)
+def test_phone_screens_keep_the_live_reading_in_view(browser, eventlet_server, digits, screen):
+    """Digit after digit, each with Predict then Clear, no scrolling back by hand: the ten
+    bars stay on screen during every stroke, the page never scrolls, nothing sticks out."""
+    client = Client(browser, eventlet_server.url, **phone(*PHONES[screen], scheme="light"))
+    page = client.page
+    try:
+        check = steady_check(client, 0)
+        check()
+        for digit in sorted(digits)[:3]:
+            seq = client.shown_seq()
+            list(touch_replay(client, digits[digit], check))
+            client.wait_for_answer_after(seq)
+            check()
+            page.tap("#predict")
+            assert client.read_result() == digit
+            check()
+            page.tap("#clear")
+            check()
+        client.shot(f"phone-{screen}")
+        assert client.errors == []
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(not AXE.exists(), reason="axe-core missing: run scripts/setup.sh dev")
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_accessibility_violations_in_any_state(
+    browser, eventlet_server, digits, unsure_drawing, scheme
+):
+    """axe-core (from npm, injected by the test) in each state the page can be in."""
+    digit = sorted(digits)[0]
+    failures = {}
+    for name, options in (("desktop", DESKTOP), ("phone", phone(390, 844))):
+        options = {**options, "color_scheme": scheme, "reduced_motion": "reduce"}
+        client = Client(browser, eventlet_server.url, **options)
+        page = client.page
+
+        def audit(state: str, client: Client = client, name: str = name) -> None:
+            client.page.add_script_tag(path=str(AXE))
+            found = client.page.evaluate(AXE_SERIOUS)
+            if found:
+                failures[f"{name}/{state}"] = found
+
+        try:
+            audit("empty")
+            replay = (touch_replay if name == "phone" else mouse_replay)(client, digits[digit])
+            for drawn in replay:  # audit mid-stroke, with the pad in its drawing state
+                if drawn == 8:
+                    page.wait_for_function(
+                        "document.querySelector('#bars').dataset.state !== 'empty'"
+                    )
+                    audit("drawing")
+            page.keyboard.press("Enter")
+            client.read_result()
+            audit("predicted")
+            page.keyboard.press("Escape")
+            list(mouse_replay(client, unsure_drawing))
+            page.wait_for_function("document.querySelector('#bars').dataset.state === 'unsure'")
+            page.keyboard.press("Enter")
+            page.wait_for_function("document.querySelector('#result').dataset.state === 'unsure'")
+            audit("unsure")
+            client.context.set_offline(True)
+            client.expect_state("offline")
+            list(mouse_replay(client, digits[digit]))
+            assert page.locator("#guess").get_attribute("data-state") == "waiting"
+            audit("offline")
+            client.shot(f"axe-{name}-{scheme}-offline")
+        finally:
+            client.close()
+    assert not failures, failures
 
 
 def test_ink_follows_the_pointer_when_css_scales_the_canvas(browser, eventlet_server, pick):
