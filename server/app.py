@@ -19,14 +19,13 @@ from typing import Any
 from flask import Flask, current_app
 from flask_socketio import SocketIO
 
-from server import cluster, websocket
+from server import cluster, patches, protocol
 from server.batcher import Batcher, Hooks
 from server.config import Config
 from server.drawing import Limits
 from server.inference import Classifier
 from server.metrics import Metrics
-
-PROTOCOL_VERSION = 1
+from server.wirejson import WireJson
 
 socketio = SocketIO()
 log = logging.getLogger("server")
@@ -52,10 +51,9 @@ class Service:
 
     def ready_message(self) -> dict:
         limits = self.limits
-        return {
-            "protocol": PROTOCOL_VERSION,
-            "model": self.classifier.info,
-            "limits": {
+        return protocol.ready(
+            self.classifier.info,
+            {
                 "max_payload_bytes": self.config.MAX_PAYLOAD_BYTES,
                 "max_strokes": limits.max_strokes,
                 "max_points": limits.max_points,
@@ -65,7 +63,7 @@ class Service:
                 "snapshot_max_hz": self.config.SNAPSHOT_MAX_HZ,
                 "max_session_predicts": self.config.MAX_SESSION_PREDICTS,
             },
-        }
+        )
 
     def close(self) -> None:
         """Stop the batching loop (tests; the process exit does it otherwise)."""
@@ -103,10 +101,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         client_manager=cluster.client_manager(config.MESSAGE_QUEUE),
     )
     server = socketio.server
-    if server.async_mode == "threading":
-        websocket.bound_reads(server.eio)
-    if config.WORKER_ID:
-        cluster.prefix_session_ids(server.eio, config.WORKER_ID)
+    patches.install(server, WireJson, sid_prefix=cluster.sid_prefix(config.WORKER_ID))
     # Answers always go to a session on this worker: never through the message queue.
     emit = functools.partial(server.emit, ignore_queue=True)
     metrics = Metrics()
@@ -157,38 +152,8 @@ def _offload(async_mode: str):
     if async_mode == "eventlet":
         from eventlet import tpool
 
-        _fast_websocket_unmask()
-
         return tpool.execute  # only the one loop calls it: never two tpool calls at once
     return lambda fn, *args: fn(*args)  # threading: the loop is already a real thread
-
-
-def _fast_websocket_unmask() -> None:
-    """Unmask client WebSocket frames with one big-integer XOR instead of per byte.
-
-    eventlet 0.41's RFC6455WebSocket._apply_mask builds one bytes object per payload byte;
-    with many drawers that was the largest single cost on the event loop (profiled: ~0.4 ms
-    of a 5 kB snapshot). Same result (checked here against the original), ~100x faster.
-    """
-    from eventlet.websocket import RFC6455WebSocket
-
-    original = RFC6455WebSocket._apply_mask  # a staticmethod: the plain function
-    if getattr(original, "fast_unmask", False):
-        return  # already replaced by an earlier app in this process
-
-    def apply_mask(data: bytes, mask: tuple, length: int | None = None, offset: int = 0) -> bytes:
-        length = len(data) if length is None else length
-        key = bytes(mask[(offset + i) % 4] for i in range(4)) * (length // 4 + 1)
-        value = int.from_bytes(data[:length], "little") ^ int.from_bytes(key[:length], "little")
-        return value.to_bytes(length, "little")
-
-    sample, mask = bytes(range(256)) * 3 + b"tail", (1, 80, 255, 7)
-    for offset in (0, 3):
-        if apply_mask(sample, mask, offset=offset) != original(sample, mask, None, offset):
-            log.warning("event=websocket_unmask_check_failed; keeping eventlet's own")
-            return
-    apply_mask.fast_unmask = True
-    RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
 
 
 def _cors_policy(extra: list[str]):

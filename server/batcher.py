@@ -20,28 +20,28 @@ Those are green in eventlet mode and must not be touched from a native thread.
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from server import protocol
+from server.admission import Admission
 from server.config import Config
-from server.drawing import Drawing, PayloadError
+from server.drawing import Drawing
 from server.metrics import Metrics
-from server.preprocess import to_model_input, to_png_data_url
+from server.preprocess import tiny_png, to_model_input, to_png_data_url
+from server.protocol import PayloadError, Refusal
 
 log = logging.getLogger("server.batcher")
 
 SNAPSHOT = "snapshot"
 PREDICT = "predict"
-PROBABILITY_DIGITS = 6  # decimals sent: plenty for bars, a third of the JSON of full floats
 
 
 class Ticket:
@@ -90,7 +90,7 @@ class Result:
     x: np.ndarray | None = None  # the 28x28 model input; None for an empty drawing
     probabilities: np.ndarray | None = None
     image: str | None = None  # PNG data URL of `x`, predicts only
-    error: PayloadError | None = None
+    error: Refusal | None = None
 
 
 @dataclass
@@ -125,7 +125,7 @@ def process(
         except PayloadError as e:
             results[i].error = e
         except Exception as e:  # a preprocessing bug must cost one answer, not the batch
-            results[i].error = PayloadError("internal", f"Preprocessing failed: {type(e).__name__}")
+            results[i].error = Refusal("internal", f"Preprocessing failed: {type(e).__name__}")
         else:
             if results[i].x is not None:
                 inked.append(i)
@@ -141,34 +141,6 @@ def process(
             result.image = to_png_data_url(result.x)
     batch.work_s = time.perf_counter() - start
     return batch
-
-
-def probabilities_answer(seq: int | None, result: Result, latency_s: float) -> dict:
-    answer: dict[str, Any] = {"seq": seq}
-    if result.probabilities is None:
-        answer.update(digit=None, confidence=None, probabilities=None, empty=True)
-    else:
-        p = np.round(result.probabilities.astype(np.float64), PROBABILITY_DIGITS).tolist()
-        digit = int(np.argmax(result.probabilities))
-        answer.update(digit=digit, confidence=p[digit], probabilities=p, empty=False)
-    answer["latency_ms"] = round(latency_s * 1000, 2)
-    return answer
-
-
-def prediction_answer(seq: int | None, result: Result, latency_s: float) -> dict:
-    answer = probabilities_answer(seq, result, latency_s)
-    if result.probabilities is None:
-        answer.update(top=[], input=None)
-    else:
-        p = answer["probabilities"]
-        top = np.argsort(-result.probabilities, kind="stable")[:3]
-        answer["top"] = [{"digit": int(d), "p": p[d]} for d in top]
-        answer["input"] = result.image
-    return answer
-
-
-def error_answer(seq: int | None, error: PayloadError) -> dict:
-    return {"seq": seq, "code": error.code, "message": error.message}
 
 
 @dataclass
@@ -195,7 +167,7 @@ class Batcher:
         # Lock that deadlocked the whole server (a client that stopped answering pings).
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
-        self._per_address: Counter[str] = Counter()
+        self._admission = Admission(config)
         self._waiting: dict[str, Session] = {}  # sessions with a pending snapshot, oldest first
         self._predicts: deque[Item] = deque()
         self._predicts_running = 0
@@ -206,19 +178,12 @@ class Batcher:
     # --- sessions -------------------------------------------------------------------------
 
     def open(self, sid: str, address: str) -> None:
-        """Track a new session or refuse it (PayloadError with a stable code)."""
+        """Track a new session or refuse it (a Refusal with a stable code)."""
         with self._lock:
             if self._draining:
-                raise PayloadError("shutting_down", "The server is shutting down; try again.")
-            if len(self._sessions) >= self._config.MAX_SESSIONS:
-                raise PayloadError("server_full", "The server has too many sessions; try later.")
-            per_ip = self._config.MAX_SESSIONS_PER_IP
-            if per_ip and self._per_address[address] >= per_ip:
-                raise PayloadError(
-                    "too_many_sessions", f"At most {per_ip} sessions per address are allowed."
-                )
+                raise _SHUTTING_DOWN
+            self._admission.admit(address)
             self._sessions[sid] = Session(sid, address)
-            self._per_address[address] += 1
             self._metrics.sessions.set(len(self._sessions))
 
     def close(self, sid: str) -> None:
@@ -229,9 +194,7 @@ class Batcher:
                 return
             self._waiting.pop(sid, None)
             session.pending = None
-            self._per_address[session.address] -= 1
-            if self._per_address[session.address] <= 0:
-                del self._per_address[session.address]
+            self._admission.release(session.address)
             self._metrics.sessions.set(len(self._sessions))
 
     # --- work in ----------------------------------------------------------------------------
@@ -255,23 +218,23 @@ class Batcher:
         self._wake.set()
 
     def submit_predict(self, sid: str | None, drawing: Drawing, received: float) -> Ticket:
-        """Queue a predict (sid None: HTTP); refused with a PayloadError when over a limit."""
+        """Queue a predict (sid None: HTTP); refused with a Refusal when over a limit."""
         with self._lock:
             session = None
             if sid is not None:
                 session = self._sessions.get(sid)
                 if session is None:
-                    raise PayloadError("internal", "This session is not connected.")
+                    raise Refusal("internal", "This session is not connected.")
                 if session.predicts >= self._config.MAX_SESSION_PREDICTS:
-                    raise PayloadError(
+                    raise Refusal(
                         "too_many_predicts",
                         f"At most {self._config.MAX_SESSION_PREDICTS} predicts may wait "
                         "for an answer at once; wait for one.",
                     )
             if self._draining:
-                raise PayloadError("shutting_down", "The server is shutting down; try again.")
+                raise _SHUTTING_DOWN
             if len(self._predicts) + self._predicts_running >= self._config.MAX_PENDING_PREDICTS:
-                raise PayloadError("busy", "The server is too busy; try again in a moment.")
+                raise Refusal("busy", "The server is too busy; try again in a moment.")
             ticket = Ticket(self._hooks.create_event())
             item = Item(PREDICT, drawing, received, session, ticket)
             if session is not None:
@@ -295,7 +258,7 @@ class Batcher:
             self._waiting.pop(sid, None)
             session.floor = max(session.floor, seq)
             # Emitted under the lock: a running batch cannot slip an older answer in between.
-            self._hooks.emit("cleared", {"seq": seq}, to=sid)
+            self._hooks.emit("cleared", protocol.cleared(seq), to=sid)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -325,11 +288,9 @@ class Batcher:
         cache miss takes logging's lock, which eventlet turned green, and a green lock must
         not be contended from the native worker thread.
         """
-        buffer = io.BytesIO()
-        Image.new("LA", (8, 8), (0, 0)).save(buffer, format="PNG")
         drawings = [
             Drawing(seq=0, strokes=(np.array([[0.0, 0.0], [0.0, 9.0]]),)),
-            Drawing(seq=0, image=buffer.getvalue(), width=8, height=8),
+            Drawing(seq=0, image=tiny_png(), width=8, height=8),
         ]
         process(drawings, [True, True], self._classifier, self._config.MAX_IMAGE_PIXELS)
 
@@ -366,7 +327,7 @@ class Batcher:
             while self._predicts and len(batch) < room:
                 item = self._predicts.popleft()
                 if item.session is not None and not self._is_live(item.session):
-                    item.ticket.settle(error_answer(item.drawing.seq, _GONE))
+                    item.ticket.settle(protocol.error(item.drawing.seq, _GONE))
                     continue
                 batch.append(item)
                 self._predicts_running += 1
@@ -395,7 +356,7 @@ class Batcher:
             )
         except Exception as e:  # the classifier failed: every item gets an `internal` error
             log.error("event=inference_failed error=%r items=%d", f"{e!r}", len(items))
-            internal = PayloadError("internal", "The server could not process this drawing.")
+            internal = Refusal("internal", "The server could not process this drawing.")
             batch = Batch([Result(error=internal) for _ in items])
         else:
             self._metrics.batch_size.observe(len(items))
@@ -425,7 +386,7 @@ class Batcher:
             self._emit_error(session.sid, seq, result.error)
             return
         latency = time.monotonic() - item.received
-        answer = probabilities_answer(seq, result, latency)
+        answer = protocol.probabilities(seq, result.probabilities, latency)
         self._hooks.emit("probabilities", answer, to=session.sid)
         session.answered = (item.drawing, result)
         self._metrics.snapshots_answered.inc()
@@ -440,27 +401,26 @@ class Batcher:
                 session.floor = max(session.floor, seq)
         live = session is not None and self._is_live(session)
         if result.error is not None:
-            answer = error_answer(seq, result.error)
             if live:
-                self._emit_error(session.sid, seq, result.error)
+                answer = self._emit_error(session.sid, seq, result.error)
             else:
-                self._metrics.errors.labels(result.error.code).inc()
+                answer = protocol.error(seq, result.error)
+                self._metrics.count_error(result.error.code)
         else:
             latency = time.monotonic() - item.received
-            answer = prediction_answer(seq, result, latency)
+            answer = protocol.prediction(seq, result.probabilities, result.image, latency)
             if live:
                 self._hooks.emit("prediction", answer, to=session.sid)
             self._metrics.predictions.labels("http" if session is None else "socket").inc()
             self._metrics.end_to_end_seconds.labels(PREDICT).observe(latency)
         item.ticket.settle(answer)
 
-    def _emit_error(self, sid: str, seq: int | None, error: PayloadError) -> None:
-        self._metrics.errors.labels(error.code).inc()
-        log.info("event=error sid=%s seq=%s code=%s", sid, seq, error.code)
-        self._hooks.emit("error", error_answer(seq, error), to=sid)
+    def _emit_error(self, sid: str, seq: int | None, error: Refusal) -> dict:
+        return protocol.refuse(self._hooks.emit, self._metrics.count_error, sid, seq, error)
 
     def _is_live(self, session: Session | None) -> bool:
         return session is not None and self._sessions.get(session.sid) is session
 
 
-_GONE = PayloadError("disconnected", "The session disconnected before the answer was ready.")
+_GONE = Refusal("disconnected", "The session disconnected before the answer was ready.")
+_SHUTTING_DOWN = Refusal("shutting_down", "The server is shutting down; try again.")

@@ -55,10 +55,9 @@ def client_manager(url: str) -> socketio.Manager:
     return socketio.RedisManager(url, channel=CHANNEL)
 
 
-def prefix_session_ids(eio: Any, worker_id: str) -> None:
-    """Make every session id this worker creates start with `<worker_id>.` (for routing)."""
-    generate = eio.generate_id
-    eio.generate_id = lambda: f"{worker_id}{SID_SEPARATOR}{generate()}"
+def sid_prefix(worker_id: str) -> str:
+    """What every session id made by this worker starts with ("" outside cluster mode)."""
+    return f"{worker_id}{SID_SEPARATOR}" if worker_id else ""
 
 
 def worker_of(sid: str) -> str | None:

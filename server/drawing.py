@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from server.protocol import PayloadError
+
 MAX_SEQ = 2**53  # largest integer a JavaScript number carries exactly
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 _POINT_TYPES = frozenset({list, tuple})
@@ -30,15 +32,6 @@ _DATA_URL_PREFIX = "data:image/"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the fixed, empty IEND chunk
 _PNG_TAIL = 4096  # tolerate a little trailing junk after IEND, as decoders do
-
-
-class PayloadError(Exception):
-    """A client payload we refuse; `code` is stable protocol, `message` is for humans."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

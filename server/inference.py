@@ -8,8 +8,12 @@ it from a native tpool thread can deadlock.
 Batching: one interpreter, resized only when the batch size changes. With the XNNPACK
 delegate in ai-edge-litert 2.3 a resize costs microseconds (measured: alternating batches
 of 1 and 3 adds ~7 us to a ~120 us call), and per-image cost is flat from N=1 to N=128, so
-padding to fixed sizes would only waste work. Batches above MAX_BATCH are split into
-chunks, which bounds the interpreter's activation memory.
+padding to fixed sizes would only waste work. Calls with more than MAX_CHUNK images are
+split into chunks, which bounds the interpreter's activation memory (Config.MAX_BATCH, the
+batcher's items per batch, is a separate setting).
+
+Shapes come from the model file: the input field must be what server.preprocess renders
+(SIZE x SIZE), and the output is ten digits, optionally followed by "not a digit".
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-IMAGE_SHAPE = (28, 28)
+from server.preprocess import SIZE
+
 NUM_DIGITS = 10
 # A model may add one more output after the ten digits: "not a digit" (model/train.py).
 OUTPUT_WIDTHS = (NUM_DIGITS, NUM_DIGITS + 1)
-MAX_BATCH = 128
+MAX_CHUNK = 128
 
 
 class ModelLoadError(Exception):
@@ -42,7 +47,9 @@ class Classifier:
 
     def __init__(self, interpreter: Interpreter, info: dict[str, Any]) -> None:
         self._interpreter = interpreter
-        self._input = interpreter.get_input_details()[0]["index"]
+        source = interpreter.get_input_details()[0]
+        self._input = source["index"]
+        self.image_shape = tuple(int(n) for n in source["shape"][1:3])
         output = interpreter.get_output_details()[0]
         self._output = output["index"]
         self.num_outputs = int(output["shape"][-1])
@@ -64,7 +71,16 @@ class Classifier:
         try:
             interpreter = Interpreter(model_content=content, num_threads=num_threads)
             classifier = cls(interpreter, model_info(path, content))
-            probabilities = classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
+        except (ValueError, RuntimeError, IndexError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"cannot load model {path}: {reason}") from None
+        if classifier.image_shape != (SIZE, SIZE):
+            raise ModelLoadError(
+                f"cannot load model {path}: input {classifier.image_shape}, but the server "
+                f"renders drawings at ({SIZE}, {SIZE})"
+            )
+        try:
+            probabilities = classifier.predict(np.zeros((1, SIZE, SIZE), np.float32))
         except (ValueError, RuntimeError, IndexError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"cannot load model {path}: {reason}") from None
@@ -76,14 +92,15 @@ class Classifier:
         return classifier
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) or (N, 28, 28, 1) float32 → (N, num_outputs) float32 softmax."""
+        """(N, H, W) or (N, H, W, 1) float32 → (N, num_outputs) float32 softmax."""
         x = np.asarray(x, dtype=np.float32)
-        if x.shape[1:] not in (IMAGE_SHAPE, (*IMAGE_SHAPE, 1)):
-            raise ValueError(f"expected (N, 28, 28) or (N, 28, 28, 1), got {x.shape}")
-        x = x.reshape(-1, *IMAGE_SHAPE, 1)
-        if len(x) <= MAX_BATCH:
+        if x.shape[1:] not in (self.image_shape, (*self.image_shape, 1)):
+            h, w = self.image_shape
+            raise ValueError(f"expected (N, {h}, {w}) or (N, {h}, {w}, 1), got {x.shape}")
+        x = x.reshape(-1, *self.image_shape, 1)
+        if len(x) <= MAX_CHUNK:
             return self._invoke(x)
-        chunks = [self._invoke(x[i : i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
+        chunks = [self._invoke(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
         return np.concatenate(chunks)
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:

@@ -72,6 +72,9 @@ class Metrics:
             "digits_errors", "Error answers by protocol error code.", ["code"], registry=r
         )
 
+    def count_error(self, code: str) -> None:
+        self.errors.labels(code).inc()
+
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type, for GET /metrics."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

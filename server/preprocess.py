@@ -143,6 +143,13 @@ def image_to_input(data: bytes, max_pixels: int) -> np.ndarray | None:
     return _fit_and_place(ink)
 
 
+def tiny_png() -> bytes:
+    """An 8x8 transparent PNG: the warm-up's image drawing (it primes Pillow's decoders)."""
+    buffer = io.BytesIO()
+    Image.new("LA", (8, 8), (0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def to_png_data_url(x: np.ndarray) -> str:
     """A 28x28 grayscale PNG data URL of a model input: shows users what the model sees."""
     pixels = (np.clip(x, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)

@@ -12,22 +12,15 @@ import time
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
+from server import protocol
 from server.app import current_service
-from server.batcher import error_answer
 from server.config import ROOT
-from server.drawing import PayloadError, parse_drawing
+from server.drawing import parse_drawing
+from server.protocol import PayloadError, Refusal
 
 CLIENT_DIR = ROOT / "client"
 SOCKET_IO_CLIENT = CLIENT_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 STATIC_SUFFIXES = (".js", ".css", ".svg", ".png", ".ico", ".webmanifest")
-# HTTP status for each refusal code; any other code is a 400.
-STATUS = {
-    "payload_too_large": 413,
-    "busy": 503,
-    "shutting_down": 503,
-    "timeout": 504,
-    "internal": 500,
-}
 
 bp = Blueprint("digits", __name__)
 log = logging.getLogger("server.routes")
@@ -100,12 +93,11 @@ def predict() -> tuple[Response, int]:
             raise PayloadError("bad_payload", "The body is not valid JSON.")
         drawing = parse_drawing(payload, service.limits, require_seq=False)
         ticket = service.batcher.submit_predict(None, drawing, received)
-    except PayloadError as e:
-        seq = payload.get("seq") if isinstance(payload, dict) else None
-        return _refused(error_answer(seq if type(seq) is int else None, e))
+    except Refusal as e:
+        return _refused(protocol.error(protocol.seq_echo(payload), e))
     answer = ticket.wait(service.config.PREDICT_TIMEOUT_S)
     if answer is None:
-        answer = error_answer(drawing.seq, PayloadError("timeout", "No answer in time."))
+        answer = protocol.error(drawing.seq, Refusal("timeout", "No answer in time."))
     if "code" in answer:
         return _refused(answer)
     return jsonify(answer), 200
@@ -131,5 +123,5 @@ def problem(code: str, message: str, status: int) -> tuple[Response, int]:
 
 
 def _refused(answer: dict) -> tuple[Response, int]:
-    current_service().metrics.errors.labels(answer["code"]).inc()
-    return jsonify(answer), STATUS.get(answer["code"], 400)
+    current_service().metrics.count_error(answer["code"])
+    return jsonify(answer), protocol.http_status(answer["code"])

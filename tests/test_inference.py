@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.inference import MAX_BATCH, Classifier, ModelLoadError
+from server.inference import MAX_CHUNK, Classifier, ModelLoadError
 
 MODEL = Path(__file__).resolve().parent.parent / "model" / "digits.tflite"
 
@@ -22,10 +22,10 @@ def classifier() -> Classifier:
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
-    return np.random.default_rng(0).random((2 * MAX_BATCH + 5, 28, 28), dtype=np.float32)
+    return np.random.default_rng(0).random((2 * MAX_CHUNK + 5, 28, 28), dtype=np.float32)
 
 
-@pytest.mark.parametrize("n", [0, 1, 3, MAX_BATCH, 2 * MAX_BATCH + 5])
+@pytest.mark.parametrize("n", [0, 1, 3, MAX_CHUNK, 2 * MAX_CHUNK + 5])
 @pytest.mark.parametrize("channel", [False, True])
 def test_predict_returns_probabilities(classifier, images, n, channel):
     x = images[:n, ..., None] if channel else images[:n]
