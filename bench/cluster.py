@@ -39,8 +39,9 @@ if __package__ in (None, ""):  # run as a file: make the repo's packages importa
 from rich.table import Table  # noqa: E402
 
 from scripts.cluster import Cluster, free_port  # noqa: E402
-from scripts.drawsession import ProcessSampler, unipen_samples  # noqa: E402
 from scripts.loadtest import ramp, results_table, run_load, stdout_console  # noqa: E402
+from scripts.pen_replay import unipen_samples  # noqa: E402
+from scripts.process_stats import ProcessSampler  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

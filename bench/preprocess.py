@@ -14,7 +14,6 @@ Prints a table and writes bench/results/preprocess.json.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
@@ -31,10 +30,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.pen_replay import CANVAS, png_data_url, strokes_png  # noqa: E402
 from server.drawing import parse_drawing  # noqa: E402
 from server.preprocess import image_to_input, render_strokes, to_png_data_url  # noqa: E402
 
-CANVAS = 280
 BRUSH = 16  # a typical client brush on a 280 px canvas
 RESULT = ROOT / "bench" / "results" / "preprocess.json"
 
@@ -58,17 +57,6 @@ def dense_strokes(points: int = 5000) -> list[list[list[float]]]:
     t = np.linspace(0, 12 * np.pi, points)
     xy = np.column_stack((140 + 110 * np.sin(t), 140 + 100 * np.sin(1.3 * t + 0.5)))
     return [np.round(xy, 2).tolist()]
-
-
-def canvas_png(strokes: list) -> bytes:
-    """The strokes as a browser canvas exports them: transparent, ink in alpha."""
-    image = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    for stroke in strokes:
-        draw.line([tuple(p) for p in stroke], fill=(0, 0, 0, 255), width=BRUSH, joint="curve")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def naive_strokes(strokes: list) -> np.ndarray:
@@ -108,8 +96,8 @@ def main() -> None:
     args = parser.parse_args()
 
     typical, dense = typical_strokes(), dense_strokes()
-    png = canvas_png(typical)
-    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    png = strokes_png(typical, pen_px=BRUSH)
+    url = png_data_url(png)
     typical_payload = {"seq": 1, "strokes": typical}
     dense_payload = {"seq": 1, "strokes": dense}
     typical_drawing = parse_drawing(typical_payload)

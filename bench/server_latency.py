@@ -36,16 +36,6 @@ if __package__ in (None, ""):  # run as a file: make the repo's packages importa
 import aiohttp  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from scripts.drawsession import (  # noqa: E402
-    CANVAS,
-    Sample,
-    SessionError,
-    Stats,
-    Strokes,
-    png_data_url,
-    transparent_png,
-    unipen_samples,
-)
 from scripts.loadtest import (  # noqa: E402
     results_table,
     run_drawers,
@@ -53,33 +43,19 @@ from scripts.loadtest import (  # noqa: E402
     stdout_console,
     within_bound,
 )
+from scripts.pen_replay import Sample, Strokes, png_data_url, strokes_png, unipen_samples  # noqa: E402
+from scripts.protocol_client import SessionError  # noqa: E402
+from scripts.request_stats import Stats  # noqa: E402
 from tests.conftest import LiveServer, free_port, start_server, wait_healthy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 OUR_STEPS = (1, 10, 50, 100, 200)
 BASELINE_STEPS = (1, 2, 5, 10, 20, 50)  # stops after the first step past the bound
-CANVAS_PEN_PX = 18  # a typical seed page's lineWidth on a 280 px canvas
 SLOW_STARTUP_S = 180.0  # importing tensorflow; a cluster starts Redis, nginx and workers
 
 
 # --- the baseline's side of the wire -----------------------------------------------------
-
-
-def canvas_png(strokes: Strokes) -> bytes:
-    """The strokes as the page's canvas exports them: transparent, ink in the alpha channel."""
-    from PIL import Image, ImageDraw
-
-    ink = Image.new("L", (CANVAS, CANVAS), 0)
-    draw = ImageDraw.Draw(ink)
-    for stroke in strokes:
-        points = [tuple(p) for p in stroke]
-        if len(points) > 1:
-            draw.line(points, fill=255, width=CANVAS_PEN_PX, joint="curve")
-        r = CANVAS_PEN_PX / 2
-        for x, y in (points[0], points[-1]):
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    return transparent_png(ink)
 
 
 class HttpChannel:
@@ -96,7 +72,7 @@ class HttpChannel:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def _post(self, strokes: Strokes) -> tuple[dict | None, float]:
-        body = {"image": png_data_url(canvas_png(strokes))}
+        body = {"image": png_data_url(strokes_png(strokes))}
         start = time.perf_counter()
         try:
             async with self.session.post(self.url, json=body) as response:

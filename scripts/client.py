@@ -27,18 +27,17 @@ from rich.live import Live  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from scripts.drawsession import (  # noqa: E402
+from scripts.drawers import Throttle, draw_one  # noqa: E402
+from scripts.pen_replay import (  # noqa: E402
     PEN_SECONDS,
     Sample,
-    SessionError,
-    SocketSession,
-    Stats,
-    Throttle,
     as_strokes,
-    canvas_png,
-    draw_one,
+    digit_image_png,
     png_data_url,
+    unipen_samples,
 )
+from scripts.protocol_client import SessionError, SocketSession  # noqa: E402
+from scripts.request_stats import Stats  # noqa: E402
 
 IMAGE_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 
@@ -98,10 +97,8 @@ def load_input(args: argparse.Namespace) -> tuple[dict[str, Any], Sample | None,
         except (FileNotFoundError, IndexError) as e:
             raise InputError(f"MNIST test digit {args.mnist_index}: {e}") from e
         info = {"kind": "image", "source": f"mnist-test[{args.mnist_index}]", "label": label}
-        return info, None, png_data_url(canvas_png(image))
+        return info, None, png_data_url(digit_image_png(image))
     if args.unipen_index is not None:
-        from scripts.drawsession import unipen_samples
-
         try:
             sample = unipen_samples(heldout_only=False)[args.unipen_index]
         except (FileNotFoundError, IndexError) as e:

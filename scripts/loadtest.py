@@ -32,18 +32,11 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from scripts.drawsession import (  # noqa: E402
-    Channel,
-    ProcessSampler,
-    Sample,
-    SessionError,
-    SocketSession,
-    Stats,
-    Throttle,
-    draw_digits,
-    percentile,
-    unipen_samples,
-)
+from scripts.drawers import Channel, Throttle, draw_digits  # noqa: E402
+from scripts.pen_replay import Sample, unipen_samples  # noqa: E402
+from scripts.process_stats import ProcessSampler  # noqa: E402
+from scripts.protocol_client import SessionError, SocketSession  # noqa: E402
+from scripts.request_stats import Stats, percentile  # noqa: E402
 
 DEFAULT_RAMP = (1, 10, 25, 50, 100, 150, 200, 300, 400)
 CONNECT_CONCURRENCY = 25  # connection storms are not what this measures

@@ -31,8 +31,9 @@ TOLERANCE = 0.003  # 0.3 accuracy points
 UNIPEN_FLOOR = 0.95  # a sanity floor; the measured figure is printed and recorded
 
 
-def canvas_png(digit: np.ndarray, rng: np.random.Generator, style: str) -> bytes:
-    """One MNIST digit (ink = 255) drawn on a canvas at a random place and size."""
+def placed_digit_png(digit: np.ndarray, rng: np.random.Generator, style: str) -> bytes:
+    """One MNIST digit (ink = 255) at a random place, size and style on the canvas: unlike
+    scripts.pen_replay.digit_image_png, it tests that none of them matters to the pipeline."""
     side = int(rng.uniform(0.15, 0.9) * CANVAS)
     ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR)
     coverage = Image.new("L", (CANVAS, CANVAS))
@@ -82,7 +83,7 @@ def canvases():
     rng = np.random.default_rng(SEED)
     index = rng.choice(len(x_test), SAMPLES, replace=False)
     styles = [STYLES[i % len(STYLES)] for i in range(SAMPLES)]
-    pngs = [canvas_png(x_test[i], rng, style) for i, style in zip(index, styles, strict=True)]
+    pngs = [placed_digit_png(x_test[i], rng, style) for i, style in zip(index, styles, strict=True)]
     return x_test[index], y_test[index], styles, pngs
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from model.data import load_mnist, load_unipen, unipen_path
-from scripts.drawsession import as_strokes, canvas_png
+from scripts.pen_replay import as_strokes, digit_image_png
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.live
@@ -47,7 +47,7 @@ def assert_prediction(result: dict) -> None:
 def test_image_file(eventlet_server, tmp_path):
     (_, _), (x_test, y_test) = load_mnist()
     image = tmp_path / "digit.png"
-    image.write_bytes(canvas_png(x_test[1]))
+    image.write_bytes(digit_image_png(x_test[1]))
     result = run_json(eventlet_server, str(image))
     assert result["input"]["kind"] == "image"
     assert_prediction(result)
@@ -96,7 +96,7 @@ def test_server_down_is_one_clear_line(tmp_path):
 
 def test_error_event_fails_the_run(eventlet_server, tmp_path):
     broken = tmp_path / "broken.png"
-    broken.write_bytes(canvas_png(load_mnist()[1][0][0])[:60])  # a truncated PNG
+    broken.write_bytes(digit_image_png(load_mnist()[1][0][0])[:60])  # a truncated PNG
     done = run_client("--url", eventlet_server.url, str(broken))
     assert done.returncode == 1
     assert done.stderr.startswith("error: server error ")

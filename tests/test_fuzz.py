@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from scripts.pen_replay import strokes_png
 from server.app import create_app
 from server.app import socketio as flask_socketio
 from server.drawing import MAX_SEQ
@@ -102,17 +103,9 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def canvas_png(size: int = 280) -> bytes:
-    image = Image.new("LA", (size, size), (0, 0))
-    for y in range(size // 7, size * 6 // 7):
-        for x in range(size // 2 - size // 30, size // 2 + size // 30):
-            image.putpixel((x, y), (0, 255))
-    return encode(image, "PNG")
-
-
 def image_samples() -> dict[str, bytes]:
     webp = encode(Image.new("RGB", (64, 64), "white"), "WEBP")
-    png = canvas_png(64)
+    png = strokes_png([[[32, 9], [32, 54]]], pen_px=4, size=64)
     return {
         "png_1x1": encode(Image.new("LA", (1, 1), (0, 255)), "PNG"),
         "jpeg_1x1": encode(Image.new("L", (1, 1), 0), "JPEG"),

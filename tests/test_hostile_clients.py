@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import io
 import json
 import multiprocessing
 import os
@@ -28,10 +27,10 @@ import urllib.request
 import numpy as np
 import pytest
 import socketio
-from PIL import Image, ImageDraw
 
-from scripts.drawsession import ProcessSampler, unipen_samples
 from scripts.loadtest import run_load
+from scripts.pen_replay import png_data_url, strokes_png, unipen_samples
+from scripts.process_stats import ProcessSampler
 from server.batcher import Batcher, Hooks
 from server.config import Config
 from server.drawing import Drawing
@@ -177,14 +176,6 @@ def wait_until_idle(url: str, sessions: int = 0, timeout: float = WAIT_S) -> dic
         time.sleep(0.1)
 
 
-def canvas_png_data_url(size: int = 1024) -> str:
-    image = Image.new("LA", (size, size), (0, 0))
-    ImageDraw.Draw(image).line((size / 2, size / 8, size / 2, size * 7 / 8), (0, 255), size // 16)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 # --- the hostile crowd (runs in its own process) ------------------------------------------
 
 
@@ -252,7 +243,9 @@ async def hog(url: str, deadline: float, counts: dict) -> None:
 
 async def abandon_predicts(url: str, deadline: float, counts: dict) -> None:
     """Connect, send predicts of a large canvas image, disconnect before the answers."""
-    image = canvas_png_data_url()
+    size = 1024
+    line = [[size / 2, size / 8], [size / 2, size * 7 / 8]]
+    image = png_data_url(strokes_png([line], pen_px=size // 16, size=size))
     loop = asyncio.get_running_loop()
     cycles = 0
     while loop.time() < deadline and cycles < 1000:

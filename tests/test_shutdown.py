@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
 import json
 import re
 import signal
@@ -13,22 +11,13 @@ import urllib.request
 
 import pytest
 import socketio
-from PIL import Image, ImageDraw
+
+from scripts.pen_replay import png_data_url, strokes_png
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
 WAIT_S = 30.0
 PREDICTS = 20
-
-
-def big_canvas_png(size: int = 2048) -> str:
-    """A large canvas image: decoding it makes each prediction take a while (~0.1 s)."""
-    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    line = ((size // 2, size // 8), (size // 2, size * 7 // 8))
-    ImageDraw.Draw(image).line(line, fill=(0, 0, 0, 255), width=size // 16)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def health(url: str) -> dict:
@@ -40,7 +29,10 @@ def health(url: str) -> dict:
 def test_sigterm_during_predictions_answers_them_and_exits_0(live_server_factory, mode):
     # One slow item per batch, so most predictions are still queued when the signal lands.
     server = live_server_factory(ASYNC_MODE=mode, MAX_BATCH="1", MAX_SESSION_PREDICTS="100")
-    image = big_canvas_png()
+    # a large canvas image: decoding it makes each prediction take a while (~0.1 s)
+    size = 2048
+    line = [[size // 2, size // 8], [size // 2, size * 7 // 8]]
+    image = png_data_url(strokes_png([line], pen_px=size // 16, size=size))
 
     async def all_received(answered) -> None:
         """Until the server holds every predict (answered or pending): none comes too late."""

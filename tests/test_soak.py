@@ -14,15 +14,11 @@ import time
 
 import pytest
 
-from scripts.drawsession import (
-    ProcessSampler,
-    SessionError,
-    SocketSession,
-    Stats,
-    Throttle,
-    draw_one,
-    unipen_samples,
-)
+from scripts.drawers import Throttle, draw_one
+from scripts.pen_replay import unipen_samples
+from scripts.process_stats import ProcessSampler
+from scripts.protocol_client import SessionError, SocketSession
+from scripts.request_stats import Stats
 from tests.conftest import ROOT
 from tests.test_hostile_clients import health, wait_until_idle
 
