@@ -456,7 +456,7 @@ NUMBER_TEXTS = st.sampled_from(["1e15", "9e15", "1E9", "-0", "1e400", "-1e400", 
 def test_compact_reencoding_stays_within_the_size_shortcuts_bound(value, number, spaces):
     """`Handlers._checked` skips measuring a payload whose message text was at most
     MAX_PAYLOAD_BYTES / MAX_REENCODED_GROWTH characters: re-encoding never grows more."""
-    from server.events import MAX_REENCODED_GROWTH, JsonObject, WireJson
+    from server.wirejson import MAX_REENCODED_GROWTH, JsonObject, WireJson
 
     separators = (", ", ": ") if spaces else (",", ":")
     body = json.dumps({"v": value}, ensure_ascii=False, separators=separators)
