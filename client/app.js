@@ -36,6 +36,7 @@
     bars: $("#bars"),
     result: $("#result"),
     resultLabel: $("#result-label"),
+    resultNote: $("#result-note"),
     resultDigit: $("#result-digit"),
     resultConfidence: $("#result-confidence"),
     resultTop: $("#result-top"),
@@ -374,8 +375,17 @@
   /** Validated copy of the ten probabilities, or null: never trust what arrives over the wire. */
   function probsOf(msg) {
     const probs = msg && msg.probabilities;
-    if (msg.empty || !Array.isArray(probs) || probs.length !== 10) return null;
+    if (msg.empty || msg.verdict === "empty" || !Array.isArray(probs) || probs.length !== 10) {
+      return null;
+    }
     return probs.map((p) => (Number.isFinite(p) ? Math.min(Math.max(p, 0), 1) : 0));
+  }
+
+  /** The server's "not a digit" verdict, with how sure it is (0..1). */
+  function rejectionOf(msg) {
+    if (msg.verdict !== "not_a_digit") return null;
+    const c = Number.isFinite(msg.confidence) ? Math.min(Math.max(msg.confidence, 0), 1) : 0;
+    return { confidence: c };
   }
 
   function argmax(a) {
@@ -430,6 +440,18 @@
       resetReading();
       return null;
     }
+    const rejected = rejectionOf(msg);
+    if (rejected) {
+      // The bars stay, dimmed: the closest digits are still worth seeing.
+      setBars(probs, -1);
+      els.bars.dataset.state = "reject";
+      delete els.bars.dataset.digit;
+      els.guess.dataset.state = "reject";
+      els.guessDigit.textContent = "✕";
+      els.guessConf.textContent = `${Math.round(rejected.confidence * 100)}%`;
+      els.guessText.textContent = "Not a digit";
+      return probs;
+    }
     const lead = argmax(probs);
     const conf = probs[lead];
     const sure = conf >= UNSURE_BELOW;
@@ -450,16 +472,27 @@
   }
 
   function showResult(msg, probs) {
+    const rejected = rejectionOf(msg);
     const lead = argmax(probs);
     const conf = probs[lead];
     const sure = conf >= UNSURE_BELOW;
-    els.result.dataset.state = sure ? "sure" : "unsure";
-    els.result.dataset.digit = String(lead);
-    els.resultLabel.textContent = sure ? "Prediction" : "Best guess";
-    els.resultDigit.textContent = String(lead);
-    els.resultConfidence.textContent = sure
-      ? `${Math.round(conf * 100)}% sure`
-      : `Not sure (${Math.round(conf * 100)}%)`;
+    els.result.dataset.state = rejected ? "reject" : sure ? "sure" : "unsure";
+    if (rejected) delete els.result.dataset.digit;
+    else els.result.dataset.digit = String(lead);
+    els.resultNote.hidden = !rejected;
+    els.resultTop.setAttribute("aria-label", rejected ? "Closest digits" : "Top three guesses");
+    if (rejected) {
+      const pct = Math.round(rejected.confidence * 100);
+      els.resultLabel.textContent = "Not a digit";
+      els.resultDigit.textContent = "✕";
+      els.resultConfidence.textContent = `${pct}% sure`;
+    } else {
+      els.resultLabel.textContent = sure ? "Prediction" : "Best guess";
+      els.resultDigit.textContent = String(lead);
+      els.resultConfidence.textContent = sure
+        ? `${Math.round(conf * 100)}% sure`
+        : `Not sure (${Math.round(conf * 100)}%)`;
+    }
     const top = probs
       .map((p, d) => ({ d, p }))
       .sort((a, b) => b.p - a.p)
@@ -485,9 +518,11 @@
     els.result.hidden = false;
     els.resultHint.hidden = true;
     announce(
-      sure
-        ? `Prediction: ${lead}, ${Math.round(conf * 100)} percent confident.`
-        : `Not sure. Best guess ${lead}, ${Math.round(conf * 100)} percent.`,
+      rejected
+        ? `That doesn't look like a digit (${Math.round(rejected.confidence * 100)} percent sure).`
+        : sure
+          ? `Prediction: ${lead}, ${Math.round(conf * 100)} percent confident.`
+          : `Not sure. Best guess ${lead}, ${Math.round(conf * 100)} percent.`,
     );
   }
 

@@ -115,6 +115,16 @@ def load_input(args: argparse.Namespace) -> tuple[dict[str, Any], Sample | None,
     return {"kind": "strokes", "source": str(path), "label": sample.label}, sample, None
 
 
+def reading(answer: dict) -> str:
+    """The verdict in words: "7 (98.1%)", "not a digit (91.0%)" or "empty drawing"."""
+    confidence = answer.get("confidence") or 0
+    if answer.get("verdict") == "not_a_digit":
+        return f"not a digit ({confidence:.1%})"
+    if answer.get("empty") or answer.get("verdict") == "empty":
+        return "empty drawing"
+    return f"{answer.get('digit')} ({confidence:.1%})"
+
+
 def bars(answer: dict | None, title: str) -> Group:
     table = Table(show_header=False, box=None, pad_edge=False)
     probabilities = (answer or {}).get("probabilities") or [0.0] * 10
@@ -133,11 +143,13 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
     def on_answer(event: str, data: dict) -> None:
         if event != "probabilities":
             return
-        updates.append(
-            {key: data.get(key) for key in ("seq", "digit", "confidence", "latency_ms", "rtt_ms")}
-        )
+        keys = ("seq", "verdict", "digit", "confidence", "latency_ms", "rtt_ms")
+        updates.append({key: data.get(key) for key in keys})
         if live is not None:
-            title = f"live · seq {data.get('seq')} · {data.get('rtt_ms', 0):.1f} ms round trip"
+            title = (
+                f"live · seq {data.get('seq')} · {reading(data)} · "
+                f"{data.get('rtt_ms', 0):.1f} ms round trip"
+            )
             live.update(bars(data, title))
 
     session = SocketSession(Stats(), on_answer, args.timeout, args.timeout)
@@ -159,9 +171,8 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
             if info["label"] is not None:
                 verdict = " ✓" if prediction.get("digit") == info["label"] else " ✗"
                 verdict = f" · label {info['label']}{verdict}"
-            answer = f"{prediction.get('digit')} ({prediction.get('confidence') or 0:.1%})"
             title = (
-                f"prediction: {'empty drawing' if prediction.get('empty') else answer} · "
+                f"prediction: {reading(prediction)} · "
                 f"{prediction['rtt_ms']:.1f} ms round trip · {len(updates)} live updates{verdict}"
             )
             live.update(bars(prediction, title))

@@ -157,6 +157,7 @@ class SocketSession:
         self._supersede(seq)  # the server drops snapshots older than a predict
         self.stats.predict_ms.append(answer["rtt_ms"])
         self.stats.predictions_answered += 1
+        self.stats.not_a_digit += int(answer.get("verdict") == "not_a_digit")
         if label is not None:
             self.stats.labelled += 1
             self.stats.correct += int(answer.get("digit") == label)

@@ -38,6 +38,7 @@ class Stats:
     digits: int = 0
     predictions_sent: int = 0
     predictions_answered: int = 0
+    not_a_digit: int = 0  # predictions answered with the verdict "not a digit"
     labelled: int = 0
     correct: int = 0
 
@@ -67,5 +68,6 @@ class Stats:
             "digits": self.digits,
             "predictions_sent": self.predictions_sent,
             "predictions_answered": self.predictions_answered,
+            "not_a_digit": self.not_a_digit,
             "accuracy": self.correct / self.labelled if self.labelled else None,
         }

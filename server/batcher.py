@@ -37,6 +37,7 @@ from server.drawing import Drawing
 from server.metrics import Metrics
 from server.preprocess import tiny_png, to_model_input, to_png_data_url
 from server.protocol import PayloadError, Refusal
+from server.reading import NOTHING, Reading, read
 
 log = logging.getLogger("server.batcher")
 
@@ -88,7 +89,7 @@ class Result:
     """What `process` made of one item: an answer, or a protocol error."""
 
     x: np.ndarray | None = None  # the 28x28 model input; None for an empty drawing
-    probabilities: np.ndarray | None = None
+    reading: Reading = NOTHING  # what the model says about it
     image: str | None = None  # PNG data URL of `x`, predicts only
     error: Refusal | None = None
 
@@ -111,14 +112,15 @@ def process(
     """Preprocess every drawing and classify all inked ones in ONE call. Runs off the hub.
 
     `known[i]`, when given, is an earlier result for the same picture as `drawings[i]`:
-    its input and probabilities are taken as they are (only the image is made).
+    its input and reading are taken as they are (only the image is made). The verdict
+    ("not a digit") comes from the same single model call, never a second pass.
     """
     start = time.perf_counter()
     results = [Result() for _ in drawings]
     inked: list[int] = []
     for i, drawing in enumerate(drawings):
         if known is not None and known[i] is not None:
-            results[i].x, results[i].probabilities = known[i].x, known[i].probabilities
+            results[i].x, results[i].reading = known[i].x, known[i].reading
             continue
         try:
             results[i].x = to_model_input(drawing, max_pixels)
@@ -132,12 +134,12 @@ def process(
     batch = Batch(results)
     if inked:
         t = time.perf_counter()
-        probabilities = classifier.predict(np.stack([results[i].x for i in inked]))
+        outputs = classifier.predict(np.stack([results[i].x for i in inked]))
         batch.inference_s = time.perf_counter() - t
-        for i, p in zip(inked, probabilities, strict=True):
-            results[i].probabilities = p
+        for i, row in zip(inked, outputs, strict=True):
+            results[i].reading = read(row, getattr(classifier, "reject_threshold", None))
     for result, image in zip(results, with_image, strict=True):
-        if image and result.probabilities is not None:
+        if image and result.x is not None:
             result.image = to_png_data_url(result.x)
     batch.work_s = time.perf_counter() - start
     return batch
@@ -386,7 +388,7 @@ class Batcher:
             self._emit_error(session.sid, seq, result.error)
             return
         latency = time.monotonic() - item.received
-        answer = protocol.probabilities(seq, result.probabilities, latency)
+        answer = protocol.probabilities(seq, result.reading, latency)
         self._hooks.emit("probabilities", answer, to=session.sid)
         session.answered = (item.drawing, result)
         self._metrics.snapshots_answered.inc()
@@ -408,7 +410,7 @@ class Batcher:
                 self._metrics.count_error(result.error.code)
         else:
             latency = time.monotonic() - item.received
-            answer = protocol.prediction(seq, result.probabilities, result.image, latency)
+            answer = protocol.prediction(seq, result.reading, result.image, latency)
             if live:
                 self._hooks.emit("prediction", answer, to=session.sid)
             self._metrics.predictions.labels("http" if session is None else "socket").inc()

@@ -33,6 +33,9 @@ NUM_DIGITS = 10
 # A model may add one more output after the ten digits: "not a digit" (model/train.py).
 OUTPUT_WIDTHS = (NUM_DIGITS, NUM_DIGITS + 1)
 MAX_CHUNK = 128
+# Used when an 11-output model's card gives no threshold of its own (model/card.json
+# `rejection.threshold`, picked on writers held out by contributor).
+DEFAULT_REJECT_THRESHOLD = 0.5
 
 
 class ModelLoadError(Exception):
@@ -55,6 +58,9 @@ class Classifier:
         self.num_outputs = int(output["shape"][-1])
         self._batch = 0
         self.info = info
+        # Probability of "not a digit" from which a drawing is answered as one; None when the
+        # model has no such output.
+        self.reject_threshold: float | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_threads: int = 1) -> Classifier:
@@ -70,7 +76,8 @@ class Classifier:
             raise ModelLoadError(f"cannot read model {path}: {e.strerror or e}") from None
         try:
             interpreter = Interpreter(model_content=content, num_threads=num_threads)
-            classifier = cls(interpreter, model_info(path, content))
+            card = read_card(path)
+            classifier = cls(interpreter, model_info(path, content, card))
         except (ValueError, RuntimeError, IndexError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"cannot load model {path}: {reason}") from None
@@ -89,6 +96,10 @@ class Classifier:
                 f"cannot load model {path}: output shape {probabilities.shape[1:]}, "
                 f"expected one of {[(w,) for w in OUTPUT_WIDTHS]}"
             )
+        if classifier.num_outputs > NUM_DIGITS:
+            threshold = card.get("rejection", {}).get("threshold")
+            classifier.reject_threshold = float(threshold or DEFAULT_REJECT_THRESHOLD)
+            classifier.info["not_a_digit_threshold"] = classifier.reject_threshold
         return classifier
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -115,14 +126,18 @@ class Classifier:
         return self._interpreter.get_tensor(self._output)
 
 
-def model_info(path: Path, content: bytes) -> dict[str, Any]:
-    """name/version/test_accuracy: version is the model's short sha256 so clients and
-    logs can tell exactly which file answered; accuracy comes from the card beside it."""
-    card_path = path.with_name("card.json")
+def read_card(path: Path) -> dict[str, Any]:
+    """The model card beside the model file (model.evaluate writes it), or {} without one."""
     try:
-        card = json.loads(card_path.read_text())
+        card = json.loads(path.with_name("card.json").read_text())
     except (OSError, ValueError):
-        card = {}
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def model_info(path: Path, content: bytes, card: dict[str, Any]) -> dict[str, Any]:
+    """name/version/test_accuracy: version is the model's short sha256 so clients and
+    logs can tell exactly which file answered; accuracy comes from the card."""
     return {
         "name": card.get("name", path.stem),
         "version": hashlib.sha256(content).hexdigest()[:12],

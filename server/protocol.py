@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+from server.reading import Reading
+
+PROTOCOL_VERSION = 2  # 2: every answer carries a `verdict` (digit, not_a_digit, empty)
 PROBABILITY_DIGITS = 6  # decimals sent: plenty for bars, a third of the JSON of full floats
 TOP_K = 3  # guesses in a `prediction`
 
@@ -83,30 +85,29 @@ def ready(model: Mapping[str, Any], limits: Mapping[str, Any]) -> dict:
     return {"protocol": PROTOCOL_VERSION, "model": dict(model), "limits": dict(limits)}
 
 
-def probabilities(seq: int | None, outputs: np.ndarray | None, latency_s: float) -> dict:
-    """The live answer to a snapshot. `outputs` is the model's row for this drawing, or None
-    when the drawing has no ink."""
-    answer: dict[str, Any] = {"seq": seq}
-    if outputs is None:
+def probabilities(seq: int | None, reading: Reading, latency_s: float) -> dict:
+    """The live answer to a snapshot: the verdict, the digit read (null unless the verdict
+    is "digit"), its confidence, and the ten digit probabilities for the bars."""
+    answer: dict[str, Any] = {"seq": seq, "verdict": reading.verdict}
+    if reading.digits is None:
         answer.update(digit=None, confidence=None, probabilities=None, empty=True)
     else:
-        p = np.round(outputs.astype(np.float64), PROBABILITY_DIGITS).tolist()
-        digit = int(np.argmax(outputs))
-        answer.update(digit=digit, confidence=p[digit], probabilities=p, empty=False)
+        p = np.round(reading.digits, PROBABILITY_DIGITS).tolist()
+        confidence = round(reading.confidence, PROBABILITY_DIGITS)
+        answer.update(digit=reading.digit, confidence=confidence, probabilities=p, empty=False)
     answer["latency_ms"] = round(latency_s * 1000, 2)
     return answer
 
 
-def prediction(
-    seq: int | None, outputs: np.ndarray | None, image: str | None, latency_s: float
-) -> dict:
-    """The final answer: `probabilities` plus the top guesses and the model's input image."""
-    answer = probabilities(seq, outputs, latency_s)
-    if outputs is None:
+def prediction(seq: int | None, reading: Reading, image: str | None, latency_s: float) -> dict:
+    """The final answer: `probabilities` plus the closest digits and the model's input image
+    (also for "not a digit": the user sees what the model saw)."""
+    answer = probabilities(seq, reading, latency_s)
+    if reading.digits is None:
         answer.update(top=[], input=None)
     else:
         p = answer["probabilities"]
-        top = np.argsort(-outputs, kind="stable")[:TOP_K]
+        top = np.argsort(-reading.digits, kind="stable")[:TOP_K]
         answer["top"] = [{"digit": int(d), "p": p[d]} for d in top]
         answer["input"] = image
     return answer

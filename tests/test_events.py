@@ -75,7 +75,7 @@ def check_probabilities(message: dict) -> None:
 
 def test_connect_sends_ready(socket_client, app):
     ready = wait_for(socket_client, "ready")
-    assert ready["protocol"] == 1
+    assert ready["protocol"] == 2
     assert set(ready["model"]) == {"name", "version", "test_accuracy"}
     limits = ready["limits"]
     config = app.extensions["digits"].config
@@ -115,7 +115,16 @@ def test_snapshot_gets_probabilities(socket_client):
     message = wait_for(socket_client, "probabilities", 1)
     check_probabilities(message)
     assert message["digit"] == 1
-    assert set(message) == {"seq", "digit", "confidence", "probabilities", "empty", "latency_ms"}
+    assert set(message) == {
+        "seq",
+        "verdict",
+        "digit",
+        "confidence",
+        "probabilities",
+        "empty",
+        "latency_ms",
+    }
+    assert message["verdict"] == "digit"
 
 
 def test_image_snapshot(socket_client):
@@ -369,8 +378,8 @@ def test_process_isolates_per_item_errors(app):
     ]
     batch = process(drawings, [False, False, True, True], classifier, Config.MAX_IMAGE_PIXELS)
     good, empty, bad, image = batch.results
-    assert good.probabilities.shape == (10,) and good.error is None and good.image is None
-    assert empty.x is None and empty.probabilities is None and empty.error is None
+    assert good.reading.digits.shape == (10,) and good.error is None and good.image is None
+    assert empty.x is None and empty.reading.digits is None and empty.error is None
     assert isinstance(bad.error, PayloadError) and bad.error.code == "bad_image"
     assert image.image.startswith("data:image/png;base64,")
     assert batch.inference_s > 0
