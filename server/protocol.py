@@ -31,6 +31,7 @@ ERRORS: Mapping[str, int] = {
     "bad_coordinate": 400,
     "too_many_strokes": 400,
     "too_many_points": 400,
+    "too_many_digits": 400,
     "bad_image": 400,
     "image_too_large": 400,
     "image_too_many_pixels": 400,

@@ -1,0 +1,97 @@
+"""Tune server.segment's few prior weights on the dev numbers (python -m model.tune_numbers).
+
+The model's outputs do not depend on the weights, so every dev number's candidates are
+classified once (with the loosest candidate settings of the grid) and each setting of the
+grid only re-runs the cheap part: priors and the exact-cover search. The score is
+whole-number accuracy on the writers held out from the model's training (on the training
+writers the model has seen these very strokes and is overconfident, which would tune the
+priors too weak); the all-writers figure is printed beside it as a check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from model.evaluate_numbers import ROOT, heldout_writers, load_numbers
+from server import segment
+from server.inference import Classifier
+
+GRID = {  # each around server.segment's pick
+    "HEIGHT_WEIGHT": (0.0, 1.0, 2.0, 5.0),
+    "GAP_WEIGHT": (2.0, 5.0, 10.0, 20.0),
+    "ASPECT_WEIGHT": (0.5, 1.0, 2.0),
+    "MAX_WIDTH": (1.3, 1.6, 2.0),
+}
+
+
+def _classified(numbers: Sequence[dict], classifier: Classifier) -> list[tuple]:
+    """(plan, log-probabilities of the best digit) per number, at the loosest settings."""
+    saved = segment.MAX_WIDTH
+    segment.MAX_WIDTH = max(GRID["MAX_WIDTH"])
+    try:
+        out = []
+        for n in numbers:
+            plan = segment.candidates(n["strokes"])
+            rows = classifier.predict(segment.render(plan, n["strokes"]))
+            best = np.log(np.maximum(rows[:, : segment.NUM_DIGITS].max(axis=1), 1e-6))
+            digits = rows[:, : segment.NUM_DIGITS].argmax(axis=1)
+            out.append((plan, best.tolist(), digits.tolist()))
+        return out
+    finally:
+        segment.MAX_WIDTH = saved
+
+
+def _read(plan: segment.Plan, logp: list[float], digits: list[int]) -> str:
+    priors = [segment.geometric_prior(c.features) for c in plan.candidates]
+    scores = [lp + (p or 0.0) for lp, p in zip(logp, priors, strict=True)]
+    chosen = []
+    for _, covers in plan.blocks:
+        allowed = [(i, cover) for i, cover in covers if priors[i] is not None]
+        chosen += segment._exact_cover(allowed, scores)
+    chosen.sort(key=lambda i: plan.candidates[i].box[0] + plan.candidates[i].box[2])
+    return "".join(str(digits[i]) for i in chosen)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "model" / "digits.tflite")
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args(argv)
+    classifier = Classifier.load(args.model)
+    numbers = load_numbers()
+    heldout = heldout_writers(numbers)
+    cached = _classified(numbers, classifier)
+    is_heldout = [n["writer"] in heldout for n in numbers]
+    names = list(GRID)
+    saved = {name: getattr(segment, name) for name in names}
+    rows = []
+    try:
+        for values in itertools.product(*GRID.values()):
+            for name, value in zip(names, values, strict=True):
+                setattr(segment, name, value)
+            right = [_read(*c) == n["label"] for n, c in zip(numbers, cached, strict=True)]
+            held = np.mean([r for r, h in zip(right, is_heldout, strict=True) if h])
+            rows.append((held, float(np.mean(right)), values))
+    finally:
+        for name, value in saved.items():
+            setattr(segment, name, value)
+    rows.sort(key=lambda r: -r[0])
+    print("held-out  all  " + " ".join(names))
+    for held, everyone, values in rows[: args.top]:
+        print(f"{held:.4f} {everyone:.4f} {values}")
+    current = tuple(saved[name] for name in names)
+    print("the current setting and its neighbours (one weight changed):")
+    for held, everyone, values in rows:
+        if sum(a != b for a, b in zip(values, current, strict=True)) <= 1:
+            print(
+                f"{held:.4f} {everyone:.4f} {values}{'  <- current' if values == current else ''}"
+            )
+
+
+if __name__ == "__main__":
+    main()
