@@ -249,7 +249,12 @@ def _line_height(boxes: np.ndarray) -> float:
 
 def _blocks(boxes: np.ndarray, order: list[int], height: float) -> list[list[int]]:
     """Strokes in x-centre order, cut where the gap to all ink on the left exceeds
-    GAP_SPLIT * height (so a wide stroke on the left keeps its overlappers with it)."""
+    GAP_SPLIT * height (so a wide stroke on the left keeps its overlappers with it).
+
+    A block of nothing but bars (every stroke shorter than MIN_HEIGHT) is no digit: it is a
+    lifted-off part of a neighbour (a 5's top bar, a 7's crossbar drawn wide), so it is
+    joined to the blocks on both sides and the model decides which it belongs to.
+    """
     blocks: list[list[int]] = []
     right = -math.inf
     for s in order:
@@ -258,7 +263,17 @@ def _blocks(boxes: np.ndarray, order: list[int], height: float) -> list[list[int
             blocks.append([])
         blocks[-1].append(s)
         right = max(right, x1)
-    return blocks
+    if len(blocks) == 1:
+        return blocks
+    short = (boxes[:, 3] - boxes[:, 1]) < MIN_HEIGHT * height
+    bars = [all(short[s] for s in block) for block in blocks]
+    joined = [blocks[0]]
+    for k in range(1, len(blocks)):
+        if bars[k] or bars[k - 1]:
+            joined[-1] = joined[-1] + blocks[k]
+        else:
+            joined.append(blocks[k])
+    return joined
 
 
 def _runs(block: list[int], length: int) -> list[list[int]]:
