@@ -20,13 +20,13 @@ from PIL import Image
 
 from server.drawing import DEFAULT_LIMITS
 from server.preprocess import image_to_input, render_strokes
+from tests.images import STYLES, encode, ink_image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "model" / "digits.tflite"
 CANVAS = 280
 SAMPLES = 2000
 SEED = 20261128
-STYLES = ("dark_on_light", "light_on_dark", "alpha")
 TOLERANCE = 0.003  # 0.3 accuracy points
 UNIPEN_FLOOR = 0.95  # a sanity floor; the measured figure is printed and recorded
 
@@ -40,18 +40,10 @@ def placed_digit_png(digit: np.ndarray, rng: np.random.Generator, style: str) ->
     coverage.paste(ink, tuple(int(v) for v in rng.integers(0, CANVAS - side + 1, size=2)))
     if style == "alpha":
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        image = Image.new("RGBA", (CANVAS, CANVAS), (*colour, 0))
-        image.putalpha(coverage)
-    else:
-        dark = tuple(int(c) for c in rng.integers(0, 60, size=3))
-        light = tuple(int(c) for c in rng.integers(200, 256, size=3))
-        paper, pen = (light, dark) if style == "dark_on_light" else (dark, light)
-        image = Image.composite(
-            Image.new("RGB", coverage.size, pen), Image.new("RGB", coverage.size, paper), coverage
-        )
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+        return encode(ink_image(coverage, style, colour=colour))
+    dark = tuple(int(c) for c in rng.integers(0, 60, size=3))
+    light = tuple(int(c) for c in rng.integers(200, 256, size=3))
+    return encode(ink_image(coverage, style, pen=dark, paper=light))
 
 
 def naive_input(data: bytes) -> np.ndarray:

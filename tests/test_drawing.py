@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import io
 import math
-import struct
 import zlib
 
 import numpy as np
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from server.drawing import MAX_SEQ, Drawing, Limits, PayloadError, parse_drawing
+from tests.images import crafted_png, data_url, encode, zero_rows
 
 LINE = [[[10, 10], [10.5, 200]]]
 
@@ -24,39 +23,6 @@ def error_code(payload, **kwargs) -> str:
         parse_drawing(payload, **kwargs)
     assert info.value.message, "a rejection must say what was wrong"
     return info.value.code
-
-
-def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def data_url(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def crafted_png(width: int, height: int, idat: bytes) -> bytes:
-    """A grayscale PNG with any header dimensions, built without the pixels in memory."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", idat)
-        + png_chunk(b"IEND", b"")
-    )
-
-
-def zero_rows(width: int, height: int) -> bytes:
-    """zlib stream of `height` all-zero filtered rows, compressed row by row (small memory)."""
-    compressor = zlib.compressobj(9)
-    row = bytes(width + 1)
-    out = [compressor.compress(row) for _ in range(height)]
-    return b"".join(out) + compressor.flush()
 
 
 # --- the envelope ------------------------------------------------------------------------
@@ -237,8 +203,21 @@ def test_image_bytes_limit():
 
 
 def test_oversized_base64_refused_before_decoding():
-    text = "A" * (4 * Limits().max_image_bytes)
-    assert error_code({"seq": 1, "image": text}) == "image_too_large"
+    """Text longer than the base64 of MAX_IMAGE_BYTES is refused by its length alone: even
+    text that is not base64 at all is `image_too_large`, never decoded into `bad_image`."""
+    limits = Limits(max_image_bytes=30)  # base64 of 30 bytes: at most 4 * (30 // 3 + 1) = 44
+    assert error_code({"seq": 1, "image": "!" * 45}, limits=limits) == "image_too_large"
+    assert error_code({"seq": 1, "image": "!" * 44}, limits=limits) == "bad_image"  # decoded
+    assert error_code({"seq": 1, "image": "A" * (4 * Limits().max_image_bytes)}) == (
+        "image_too_large"
+    )
+
+
+def test_image_bytes_limit_after_decoding():
+    """Text within the length bound that decodes to one byte too many is refused too."""
+    limits = Limits(max_image_bytes=30)
+    assert error_code({"seq": 1, "image": "A" * 44}, limits=limits) == "image_too_large"  # 33
+    assert error_code({"seq": 1, "image": "A" * 40}, limits=limits) == "bad_image"  # 30 bytes
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+import socketio as socketio_module
+from PIL import Image
 
 from server.app import socketio
 from server.batcher import process
 from server.config import Config
 from server.drawing import Drawing, PayloadError, parse_drawing
 from server.preprocess import to_model_input
+from tests.images import canvas_data_url, corrupt_png, data_url
 
 WAIT_S = 15.0
 ONE = [[[140, 40 + 4 * i] for i in range(50)]]  # a vertical bar: a "1" on a 280 px canvas
@@ -37,23 +40,6 @@ def wait_for(client, name: str, seq=..., timeout: float = WAIT_S) -> dict:
                 return message
         time.sleep(0.005)
     raise AssertionError(f"no {name!r} (seq {seq}) within {timeout} s; got {list(client.queue)}")
-
-
-def png_data_url(size=(280, 280), line=((140, 40), (140, 240)), transparent=True) -> str:
-    """A canvas-like PNG: ink in the alpha channel on a transparent background."""
-    image = Image.new("RGBA", size, (0, 0, 0, 0) if transparent else (255, 255, 255, 255))
-    ImageDraw.Draw(image).line(line, fill=(0, 0, 0, 255), width=16)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def corrupt_png_data_url() -> str:
-    """Header and IEND intact (passes edge validation), pixel data garbage: fails decoding."""
-    data = bytearray(base64.b64decode(png_data_url().split(",", 1)[1]))
-    start = data.index(b"IDAT") + 8
-    data[start : start + 200] = bytes(range(200))
-    return "data:image/png;base64," + base64.b64encode(bytes(data)).decode()
 
 
 def sid_of(client) -> str:
@@ -84,14 +70,55 @@ def test_connect_sends_ready(socket_client, app):
     assert limits["snapshot_max_hz"] == config.SNAPSHOT_MAX_HZ
 
 
-def test_sessions_are_tracked_and_forgotten(app, client):
-    first = socketio.test_client(app)
-    second = socketio.test_client(app)
-    assert client.get("/healthz").json["sessions"] == 2
+def test_disconnect_forgets_the_session_its_pending_snapshot_and_queued_predicts(app_factory):
+    """Pending work exists when the session goes: a snapshot held by the rate cap and a
+    predict the (stopped) loop has not taken. Its snapshot is forgotten at once, its predict
+    is settled `disconnected` by the loop's next batch, and another session's predict in
+    that same batch is answered normally."""
+    app = app_factory(SNAPSHOT_MAX_HZ=0.5, PREDICT_TIMEOUT_S=0.05)
+    service = app.extensions["digits"]
+    service.close()  # no loop: the test runs its iterations
+    http = app.test_client()
+    first, second = socketio.test_client(app), socketio.test_client(app)
+    assert http.get("/healthz").json["sessions"] == 2
+    first.emit("snapshot", {"seq": 1, "strokes": ONE})
+    assert first.emit("predict", {"seq": 2, "strokes": ONE}, callback=True)["code"] == "timeout"
+    second.emit("snapshot", {"seq": 1, "strokes": ONE})
+    assert second.emit("predict", {"seq": 2, "strokes": ONE}, callback=True)["code"] == "timeout"
+    assert http.get("/healthz").json["pending"] == 4
     first.disconnect()
+    # The snapshot is forgotten; the predict stays queued until the loop settles it.
+    health = http.get("/healthz").json
+    assert (health["sessions"], health["pending"]) == (1, 3)
+    batcher = service.batcher
+    batch, _ = batcher._take(time.monotonic())
+    assert [(item.kind, item.session.sid) for item in batch] == [
+        ("predict", sid_of(second)),
+        ("snapshot", sid_of(second)),
+    ]
+    batcher._run_batch(batch)
+    assert [m["seq"] for m in packets(second, "prediction")] == [2]
+    assert packets(second, "error") == []
+    assert http.get("/healthz").json["pending"] == 0
     second.disconnect()
-    assert client.get("/healthz").json["sessions"] == 0
-    assert client.get("/healthz").json["pending"] == 0
+    assert http.get("/healthz").json["sessions"] == 0
+
+
+def refusal_code(app) -> str:
+    """The code the connect handler refuses a new session with (what connect_error carries
+    as its `data`; the test client drops it, so the handler is asked directly)."""
+    from server.events import Events
+
+    with pytest.raises(socketio_module.exceptions.ConnectionRefusedError) as refused:
+        Events(app.extensions["digits"]).on_connect("probe", {})  # the test client has no address
+    data = refused.value.error_args["data"]
+    assert data["message"] == refused.value.error_args["message"]
+    return data["code"]
+
+
+def errors_counted(app, code: str) -> float:
+    registry = app.extensions["digits"].metrics.registry
+    return registry.get_sample_value("digits_errors_total", {"code": code}) or 0.0
 
 
 def test_server_full_refuses_connection(app_factory):
@@ -99,12 +126,18 @@ def test_server_full_refuses_connection(app_factory):
     first = socketio.test_client(app)
     assert first.is_connected()
     assert not socketio.test_client(app).is_connected()
+    assert errors_counted(app, "server_full") == 1
+    assert refusal_code(app) == "server_full"
+    first.disconnect()
+    assert socketio.test_client(app).is_connected()  # the session was released
 
 
 def test_sessions_per_address_cap(app_factory):
     app = app_factory(MAX_SESSIONS_PER_IP=1)
     assert socketio.test_client(app).is_connected()
     assert not socketio.test_client(app).is_connected()
+    assert errors_counted(app, "too_many_sessions") == 1
+    assert refusal_code(app) == "too_many_sessions"
 
 
 # --- snapshot ------------------------------------------------------------------------------
@@ -128,7 +161,7 @@ def test_snapshot_gets_probabilities(socket_client):
 
 
 def test_image_snapshot(socket_client):
-    socket_client.emit("snapshot", {"seq": 7, "image": png_data_url()})
+    socket_client.emit("snapshot", {"seq": 7, "image": canvas_data_url()})
     message = wait_for(socket_client, "probabilities", 7)
     check_probabilities(message)
     assert message["digit"] == 1
@@ -144,8 +177,8 @@ def test_empty_snapshot(socket_client, strokes):
 
 
 def test_blank_image_is_empty(socket_client):
-    socket_client.emit("snapshot", {"seq": 4, "image": png_data_url(line=((0, 0), (0, 0)))})
-    socket_client.emit("snapshot", {"seq": 5, "image": png_data_url(line=((-50, -50),) * 2)})
+    socket_client.emit("snapshot", {"seq": 4, "image": canvas_data_url(((0, 0), (0, 0)))})
+    socket_client.emit("snapshot", {"seq": 5, "image": canvas_data_url(((-50, -50),) * 2)})
     assert wait_for(socket_client, "probabilities", 5)["empty"] is True
 
 
@@ -218,7 +251,7 @@ def test_predict_answers_event_and_ack(socket_client):
 
 
 def test_predict_without_seq_and_without_ack(socket_client):
-    assert socket_client.emit("predict", {"image": png_data_url()}) is None
+    assert socket_client.emit("predict", {"image": canvas_data_url()}) is None
     message = wait_for(socket_client, "prediction", None)
     check_probabilities(message)
 
@@ -262,19 +295,30 @@ def test_same_picture():
     assert a.same_picture(parse_drawing({"seq": 9, "strokes": [[[1, 2], [3, 4.0]], [[5, 6]]]}))
     assert not a.same_picture(parse_drawing({"seq": 1, "strokes": [[[1, 2], [3, 4]]]}))
     assert not a.same_picture(parse_drawing({"seq": 1, "strokes": [[[1, 2], [3, 5]], [[5, 6]]]}))
-    image = parse_drawing({"seq": 1, "image": png_data_url()})
-    assert image.same_picture(parse_drawing({"seq": 2, "image": png_data_url()}))
+    image = parse_drawing({"seq": 1, "image": canvas_data_url()})
+    assert image.same_picture(parse_drawing({"seq": 2, "image": canvas_data_url()}))
     assert not image.same_picture(a) and not a.same_picture(image)
     assert parse_drawing({"seq": 1, "strokes": []}).same_picture(Drawing(seq=None))
 
 
-def test_predict_covers_older_snapshots(app_factory):
-    app = app_factory(SNAPSHOT_MAX_HZ=0.5)
+def dropped(app) -> float:
+    registry = app.extensions["digits"].metrics.registry
+    return registry.get_sample_value("digits_snapshots_dropped_total") or 0.0
+
+
+def test_a_predict_makes_the_older_pending_snapshot_stale(app_factory):
+    """Snapshot 2 waits behind the rate cap while predict 3 is answered: when 2's turn comes
+    it is computed, found stale and dropped (digits_snapshots_dropped_total), never sent."""
+    app = app_factory(SNAPSHOT_MAX_HZ=1)
     client = socketio.test_client(app)
     client.emit("snapshot", {"seq": 1, "strokes": ONE})
     wait_for(client, "probabilities", 1)
     client.emit("snapshot", {"seq": 2, "strokes": ONE})  # pending behind the rate cap
-    client.emit("predict", {"seq": 3, "strokes": ONE}, callback=True)
+    assert client.emit("predict", {"seq": 3, "strokes": ONE}, callback=True)["seq"] == 3
+    deadline = time.monotonic() + WAIT_S
+    while dropped(app) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dropped(app) == 1
     client.emit("snapshot", {"seq": 4, "strokes": ONE})
     wait_for(client, "probabilities", 4)
     assert [m["seq"] for m in packets(client, "probabilities")] == [1, 4]
@@ -285,11 +329,12 @@ def test_too_many_predicts_and_timeout(app_factory):
     app.extensions["digits"].close()  # no loop: predicts stay queued
     client = socketio.test_client(app)
     for seq in (1, 2):
-        assert client.emit("predict", {"seq": seq, "strokes": ONE}, callback=True)["code"] == (
-            "timeout"
-        )
+        answer = client.emit("predict", {"seq": seq, "strokes": ONE}, callback=True)
+        assert (answer["code"], answer["seq"]) == ("timeout", seq)
+        assert isinstance(answer["message"], str) and answer["message"]
     refused = client.emit("predict", {"seq": 3, "strokes": ONE}, callback=True)
     assert refused["code"] == "too_many_predicts"
+    assert isinstance(refused["message"], str) and refused["message"]
     assert wait_for(client, "error", 3) == refused
 
 
@@ -299,6 +344,7 @@ def test_draining_server_refuses_new_work(app):
     answer = client.emit("predict", {"seq": 1, "strokes": ONE}, callback=True)
     assert answer["code"] == "shutting_down"
     assert not socketio.test_client(app).is_connected()
+    assert refusal_code(app) == "shutting_down"
     assert app.test_client().get("/healthz").status_code == 503
 
 
@@ -319,11 +365,16 @@ BAD = [
     ({"MAX_POINTS": 10}, "snapshot", {"seq": 1, "strokes": [[[1, 1]] * 11]}, "too_many_points"),
     ({}, "snapshot", {"seq": 1, "image": "not base64!"}, "bad_image"),
     ({}, "snapshot", {"seq": 1, "image": base64.b64encode(b"hello").decode()}, "bad_image"),
-    ({"MAX_IMAGE_BYTES": 100}, "snapshot", {"seq": 1, "image": png_data_url()}, "image_too_large"),
+    (
+        {"MAX_IMAGE_BYTES": 100},
+        "snapshot",
+        {"seq": 1, "image": canvas_data_url()},
+        "image_too_large",
+    ),
     (
         {"MAX_IMAGE_PIXELS": 100},
         "snapshot",
-        {"seq": 1, "image": png_data_url()},
+        {"seq": 1, "image": canvas_data_url()},
         "image_too_many_pixels",
     ),
     (
@@ -337,6 +388,7 @@ BAD = [
     ({"MAX_POINTS": 10}, "predict", {"seq": 1, "strokes": [[[1, 1]] * 11]}, "too_many_points"),
     ({}, "clear", {}, "bad_seq"),
     ({}, "clear", {"seq": "x"}, "bad_seq"),
+    ({}, "clear", {"seq": -1}, "bad_seq"),  # an integer seq is echoed, even a bad one
     ({}, "clear", None, "bad_payload"),
 ]
 
@@ -358,10 +410,49 @@ def test_error_codes_keep_the_session_usable(app_factory, overrides, event, payl
     check_probabilities(wait_for(client, "probabilities", 100))
 
 
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("snapshot", {"seq": 1, "strokes": "x"}),
+        ("predict", {"seq": 1, "strokes": "x"}),
+        ("clear", {"seq": "x"}),
+        ("snapshot", {"seq": 1, "image": data_url(corrupt_png())}),  # refused by the batcher
+        ("predict", {"seq": 1, "image": data_url(corrupt_png())}),
+    ],
+)
+def test_an_error_goes_to_its_own_session_only(app, event, payload):
+    bystander, client = socketio.test_client(app), socketio.test_client(app)
+    client.emit(event, payload)
+    wait_for(client, "error")
+    bystander.emit("predict", {"seq": 5, "strokes": ONE}, callback=True)  # a barrier
+    assert packets(bystander, "error") == []
+
+
+def padded(size: int) -> dict:
+    """An empty drawing whose JSON (compact, as the server measures it) is `size` bytes."""
+    payload = {"seq": 1, "strokes": [], "pad": ""}
+    payload["pad"] = "x" * (size - len(json.dumps(payload, separators=(",", ":"))))
+    assert len(json.dumps(payload, separators=(",", ":"))) == size
+    return payload
+
+
+@pytest.mark.parametrize("event", ["snapshot", "predict"])
+def test_payload_limit_is_exact(app_factory, event):
+    """A payload of exactly MAX_PAYLOAD_BYTES is accepted; one byte more is refused."""
+    app = app_factory(MAX_PAYLOAD_BYTES=1000)
+    client = socketio.test_client(app)
+    client.emit(event, padded(1001))
+    assert wait_for(client, "error", 1)["code"] == "payload_too_large"
+    client.emit(event, padded(1000))
+    answer = wait_for(client, "probabilities" if event == "snapshot" else "prediction", 1)
+    assert answer["empty"] is True
+    assert len(packets(client, "error")) == 1
+
+
 def test_undecodable_image_is_an_error_for_that_item_only(socket_client):
-    socket_client.emit("snapshot", {"seq": 1, "image": corrupt_png_data_url()})
+    socket_client.emit("snapshot", {"seq": 1, "image": data_url(corrupt_png())})
     assert wait_for(socket_client, "error", 1)["code"] == "bad_image"
-    ack = socket_client.emit("predict", {"seq": 2, "image": corrupt_png_data_url()}, callback=True)
+    ack = socket_client.emit("predict", {"seq": 2, "image": data_url(corrupt_png())}, callback=True)
     assert ack["code"] == "bad_image" and ack["seq"] == 2
     socket_client.emit("snapshot", {"seq": 3, "strokes": ONE})
     check_probabilities(wait_for(socket_client, "probabilities", 3))
@@ -373,8 +464,8 @@ def test_process_isolates_per_item_errors(app):
     drawings = [
         parse_drawing({"seq": 1, "strokes": ONE}),
         parse_drawing({"seq": 2, "strokes": []}),
-        parse_drawing({"seq": 3, "image": corrupt_png_data_url()}),
-        parse_drawing({"seq": 4, "image": png_data_url()}),
+        parse_drawing({"seq": 3, "image": data_url(corrupt_png())}),
+        parse_drawing({"seq": 4, "image": canvas_data_url()}),
     ]
     batch = process(drawings, [False, False, True, True], classifier, Config.MAX_IMAGE_PIXELS)
     good, empty, bad, image = batch.results

@@ -115,6 +115,45 @@ def test_busy_server_is_503(app_factory):
     assert second.status_code == 503 and second.json["code"] == "busy"
 
 
+def test_draining_server_is_503_shutting_down(app):
+    client = app.test_client()
+    assert app.extensions["digits"].batcher.drain(timeout=1.0)
+    response = client.post("/api/predict", json={"seq": 4, "strokes": STROKES})
+    assert response.status_code == 503
+    assert response.json["code"] == "shutting_down" and response.json["seq"] == 4
+
+
+class BrokenClassifier:
+    def predict(self, x):
+        raise RuntimeError("interpreter exploded")
+
+
+def test_failed_inference_is_500_internal_and_the_next_predict_works(app):
+    client = app.test_client()
+    batcher = app.extensions["digits"].batcher
+    real, batcher._classifier = batcher._classifier, BrokenClassifier()
+    try:
+        response = client.post("/api/predict", json={"seq": 6, "strokes": STROKES})
+    finally:
+        batcher._classifier = real
+    assert response.status_code == 500
+    assert response.json["code"] == "internal" and response.json["seq"] == 6
+    assert "exploded" not in response.json["message"]
+    assert client.post("/api/predict", json={"strokes": STROKES}).json["digit"] == 1
+
+
+def test_a_handler_bug_is_500_internal_json(app, monkeypatch):
+    import server.routes
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setattr(server.routes, "parse_drawing", broken)
+    response = app.test_client().post("/api/predict", json={"strokes": STROKES})
+    assert response.status_code == 500
+    assert response.is_json and response.json["code"] == "internal"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from server.drawing import Drawing, Limits, PayloadError, parse_drawing
 from server.preprocess import (
@@ -22,6 +22,7 @@ from server.preprocess import (
     to_model_input,
     to_png_data_url,
 )
+from tests.images import data_url, encode, seven
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PIXELS = Limits().max_image_pixels
@@ -43,12 +44,6 @@ def ink_box(x: np.ndarray, threshold: float = 0.0) -> tuple[int, int]:
 def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
     grid = np.arange(28) + 0.5
     return float(x.sum(axis=1) @ grid / x.sum()), float(x.sum(axis=0) @ grid / x.sum())
-
-
-def png(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 # --- strokes -----------------------------------------------------------------------------
@@ -138,23 +133,9 @@ def test_any_valid_stroke_drawing_gives_none_or_a_valid_input(strokes):
 # --- images ------------------------------------------------------------------------------
 
 
-def digit_image(polarity: str) -> Image.Image:
-    """A thick "7" on a 200x160 canvas, drawn off-centre."""
-    coverage = Image.new("L", (200, 160))
-    draw = ImageDraw.Draw(coverage)
-    draw.line([(20, 20), (90, 20), (50, 120)], fill=255, width=9)
-    if polarity == "alpha":
-        image = Image.new("RGBA", coverage.size, (30, 30, 200, 0))
-        image.putalpha(coverage)
-        return image
-    dark, light = Image.new("L", coverage.size, 10), Image.new("L", coverage.size, 245)
-    pen, paper = (dark, light) if polarity == "dark_on_light" else (light, dark)
-    return Image.composite(pen, paper, coverage).convert("RGB")
-
-
 def test_both_polarities_and_alpha_give_the_same_input():
     inputs = [
-        image_to_input(png(digit_image(p)), MAX_PIXELS)
+        image_to_input(encode(seven(p)), MAX_PIXELS)
         for p in ("dark_on_light", "light_on_dark", "alpha")
     ]
     for x in inputs:
@@ -168,18 +149,18 @@ def test_both_polarities_and_alpha_give_the_same_input():
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
 def test_lossy_formats(fmt):
-    reference = image_to_input(png(digit_image("dark_on_light")), MAX_PIXELS)
-    x = image_to_input(png(digit_image("dark_on_light"), fmt), MAX_PIXELS)
+    reference = image_to_input(encode(seven("dark_on_light")), MAX_PIXELS)
+    x = image_to_input(encode(seven("dark_on_light"), fmt), MAX_PIXELS)
     assert_model_input(x)
     assert np.abs(x - reference).mean() < 0.05
 
 
 def test_palette_and_greyscale_alpha_images():
-    rgba = digit_image("alpha")
-    reference = image_to_input(png(rgba), MAX_PIXELS)
+    rgba = seven("alpha")
+    reference = image_to_input(encode(rgba), MAX_PIXELS)
     palette = rgba.quantize(64, method=Image.Quantize.FASTOCTREE)  # P with an RGBA palette
     for image in (rgba.convert("LA"), palette):
-        np.testing.assert_allclose(image_to_input(png(image), MAX_PIXELS), reference, atol=0.1)
+        np.testing.assert_allclose(image_to_input(encode(image), MAX_PIXELS), reference, atol=0.1)
 
 
 @pytest.mark.parametrize(
@@ -193,21 +174,23 @@ def test_palette_and_greyscale_alpha_images():
     ],
 )
 def test_blank_images_are_empty(image):
-    assert image_to_input(png(image), MAX_PIXELS) is None
+    assert image_to_input(encode(image), MAX_PIXELS) is None
 
 
 def test_one_pixel_of_ink():
-    x = image_to_input(png(Image.new("RGBA", (1, 1), (0, 0, 0, 255))), MAX_PIXELS)
+    x = image_to_input(encode(Image.new("RGBA", (1, 1), (0, 0, 0, 255))), MAX_PIXELS)
     assert x is None  # an opaque 1x1 image is all background
     transparent = Image.new("RGBA", (3, 3), (0, 0, 0, 0))
     transparent.putpixel((1, 1), (0, 0, 0, 255))
-    assert_model_input(image_to_input(png(transparent), MAX_PIXELS))
+    assert_model_input(image_to_input(encode(transparent), MAX_PIXELS))
 
 
 def test_undecodable_image_data_is_bad_image():
     """Header checks pass a truncated JPEG/WebP; decoding must still fail cleanly."""
     noise = Image.effect_noise((64, 64), 50)
-    truncated = [png(noise, fmt)[: len(png(noise, fmt)) // 2] for fmt in ("PNG", "JPEG", "WEBP")]
+    truncated = [
+        encode(noise, fmt)[: len(encode(noise, fmt)) // 2] for fmt in ("PNG", "JPEG", "WEBP")
+    ]
     for broken in (*truncated, b"not an image", b""):
         with pytest.raises(PayloadError) as info:
             image_to_input(broken, MAX_PIXELS)
@@ -216,7 +199,7 @@ def test_undecodable_image_data_is_bad_image():
 
 def test_pixel_limit_is_enforced_again_when_decoding():
     with pytest.raises(PayloadError) as info:
-        image_to_input(png(Image.new("L", (100, 100))), max_pixels=99 * 100)
+        image_to_input(encode(Image.new("L", (100, 100))), max_pixels=99 * 100)
     assert info.value.code == "image_too_many_pixels"
 
 
@@ -236,8 +219,8 @@ def test_any_valid_image_drawing_gives_none_or_a_valid_input(mode, size, seed, f
     image = image.convert(mode) if mode in ("P", "1") else image
     if fmt == "JPEG" and mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    data = png(image, fmt)
-    url = "data:image/x;base64," + base64.b64encode(data).decode()
+    data = encode(image, fmt)
+    url = data_url(data, "image/x")
     x = to_model_input(parse_drawing({"seq": 0, "image": url}))
     if x is not None:
         assert_model_input(x)
@@ -249,7 +232,7 @@ def test_any_valid_image_drawing_gives_none_or_a_valid_input(mode, size, seed, f
 def test_to_model_input_dispatches_on_the_kind_of_drawing():
     strokes = Drawing(seq=1, strokes=tuple(np.asarray(s) for s in SEVEN))
     np.testing.assert_array_equal(to_model_input(strokes), render_strokes(SEVEN))
-    data = png(digit_image("alpha"))
+    data = encode(seven("alpha"))
     np.testing.assert_array_equal(
         to_model_input(Drawing(seq=1, image=data)), image_to_input(data, MAX_PIXELS)
     )

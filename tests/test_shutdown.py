@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import socketio
 
-from scripts.pen_replay import png_data_url, strokes_png
+from tests.images import large_canvas_data_url
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -30,9 +30,7 @@ def test_sigterm_during_predictions_answers_them_and_exits_0(live_server_factory
     # One slow item per batch, so most predictions are still queued when the signal lands.
     server = live_server_factory(ASYNC_MODE=mode, MAX_BATCH="1", MAX_SESSION_PREDICTS="100")
     # a large canvas image: decoding it makes each prediction take a while (~0.1 s)
-    size = 2048
-    line = [[size // 2, size // 8], [size // 2, size * 7 // 8]]
-    image = png_data_url(strokes_png([line], pen_px=size // 16, size=size))
+    image = large_canvas_data_url(2048)
 
     async def all_received(answered) -> None:
         """Until the server holds every predict (answered or pending): none comes too late."""
