@@ -9,6 +9,7 @@ artifacts/screenshots/ for a human to look at.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ LAUNCH_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-MODEL = ROOT / "model" / "digits.tflite"
+MODEL = ROOT / os.environ.get("MODEL_PATH", "model/digits.tflite")  # the one the server runs
 SHOTS = ROOT / "artifacts" / "screenshots"
 DESKTOP = {"viewport": {"width": 1200, "height": 800}}
 MOBILE = {
@@ -163,17 +164,31 @@ def pick(digits):
 
 @pytest.fixture(scope="module")
 def unsure_drawing() -> list[np.ndarray]:
-    """A real UNIPEN drawing that the served model reads with low confidence ("not sure")."""
+    """A real UNIPEN drawing that the served model reads as a digit with low confidence."""
     from server.inference import Classifier
     from server.preprocess import render_strokes
+    from server.reading import read
 
     classifier = Classifier.load(MODEL)
     samples = [s["strokes"] for s in load_unipen()[:1500] if len(s["strokes"]) <= 3]
-    probabilities = classifier.predict(np.stack([render_strokes(s) for s in samples]))[:, :10]
-    for strokes, p in zip(samples, probabilities, strict=True):
-        if 0.35 <= p.max() < 0.55:
+    outputs = classifier.predict(np.stack([render_strokes(s) for s in samples]))
+    for strokes, row in zip(samples, outputs, strict=True):
+        reading = read(row, classifier.reject_threshold)
+        if reading.verdict == "digit" and 0.35 <= reading.confidence < 0.55:
             return strokes
     pytest.skip("the model reads every sample surely: no 'not sure' drawing to show")
+
+
+@pytest.fixture(scope="module")
+def scribble_drawing() -> list[np.ndarray]:
+    """A random scribble that the served model answers "not a digit" (tests/test_verdict.py)."""
+    from server.inference import Classifier
+    from tests.test_verdict import scribble
+
+    if Classifier.load(MODEL).reject_threshold is None:
+        pytest.skip("the served model has no 'not a digit' output")
+
+    return [np.clip(np.array(scribble(2)), 5, CANVAS_SIZE - 5)]
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -527,10 +542,40 @@ def test_phone_screens_keep_the_live_reading_in_view(browser, eventlet_server, d
         client.close()
 
 
+def test_a_scribble_is_shown_as_not_a_digit(browser, eventlet_server, scribble_drawing):
+    """The live reading and Predict say "not a digit", the bars stay (dimmed), and the
+    model's view is still shown."""
+    client = Client(browser, eventlet_server.url, **DESKTOP)
+    page = client.page
+    try:
+        list(mouse_replay(client, scribble_drawing))
+        page.wait_for_function("document.querySelector('#bars').dataset.state === 'reject'")
+        assert page.locator("#guess").get_attribute("data-state") == "reject"
+        assert page.locator("#guess-text").inner_text() == "Not a digit"
+        shown = page.eval_on_selector_all(
+            "#bars [role=progressbar]", "bars => bars.map(b => Number(b.ariaValueNow))"
+        )
+        assert sum(shown) > 0, "the closest digits' bars should stay visible"
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.querySelector('#result').dataset.state === 'reject'")
+        assert page.locator("#result-note").is_visible()
+        assert "doesn't look like a digit" in page.locator("#result-note").inner_text()
+        assert page.locator("#result-label").inner_text().lower() == "not a digit"
+        src = page.locator("#result-input").get_attribute("src")
+        assert src.startswith("data:image/png;base64,")
+        assert page.locator("#announce").inner_text().startswith("That doesn't look like a digit")
+        client.shot("desktop-not-a-digit")
+        page.keyboard.press("Escape")
+        assert page.locator("#guess-text").inner_text() == "Nothing drawn yet"
+        assert client.errors == []
+    finally:
+        client.close()
+
+
 @pytest.mark.skipif(not AXE.exists(), reason="axe-core missing: run scripts/setup.sh dev")
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_serious_accessibility_violations_in_any_state(
-    browser, eventlet_server, digits, unsure_drawing, scheme
+    browser, eventlet_server, digits, unsure_drawing, scribble_drawing, scheme
 ):
     """axe-core (from npm, injected by the test) in each state the page can be in."""
     digit = sorted(digits)[0]
@@ -560,10 +605,15 @@ def test_no_serious_accessibility_violations_in_any_state(
             audit("predicted")
             page.keyboard.press("Escape")
             list(mouse_replay(client, unsure_drawing))
-            page.wait_for_function("document.querySelector('#bars').dataset.state === 'unsure'")
             page.keyboard.press("Enter")
             page.wait_for_function("document.querySelector('#result').dataset.state === 'unsure'")
             audit("unsure")
+            page.keyboard.press("Escape")
+            list(mouse_replay(client, scribble_drawing))
+            page.keyboard.press("Enter")
+            page.wait_for_function("document.querySelector('#result').dataset.state === 'reject'")
+            assert page.locator("#bars").get_attribute("data-state") == "reject"
+            audit("not a digit")
             client.context.set_offline(True)
             client.expect_state("offline")
             list(mouse_replay(client, digits[digit]))
