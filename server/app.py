@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, current_app
 from flask_socketio import SocketIO
 
-from server import cluster, patches, protocol
+from server import cluster, patches, protocol, segment
 from server.batcher import Batcher, Hooks
 from server.config import Config
 from server.drawing import Limits
@@ -62,6 +62,8 @@ class Service:
                 "max_coordinate": limits.max_coordinate,
                 "snapshot_max_hz": self.config.SNAPSHOT_MAX_HZ,
                 "max_session_predicts": self.config.MAX_SESSION_PREDICTS,
+                "max_number_strokes": segment.MAX_NUMBER_STROKES,
+                "max_number_digits": segment.MAX_DIGITS,
             },
         )
 

@@ -20,22 +20,23 @@ Those are green in eventlet mode and must not be touched from a native thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from server import protocol
+from server import protocol, segment
 from server.admission import Admission
 from server.config import Config
-from server.drawing import Drawing
+from server.drawing import NUMBER, Drawing
 from server.metrics import Metrics
-from server.preprocess import tiny_png, to_model_input, to_png_data_url
+from server.preprocess import render_strokes, tiny_png, to_model_input, to_png_data_url
 from server.protocol import PayloadError, Refusal
 from server.reading import NOTHING, Reading, read
 
@@ -72,6 +73,9 @@ class Session:
     # The newest answered snapshot and its result: a predict of the same picture (a client
     # predicts what it last sent) reuses it instead of preprocessing and classifying again.
     answered: tuple[Drawing, Result] | None = None
+    # Number mode: model outputs of the candidate digits of its latest number, by content
+    # key (at most segment.MAX_CANDIDATES rows of 10-11 floats); see `process`.
+    number_outputs: dict[bytes, np.ndarray] | None = None
 
 
 @dataclass(eq=False)
@@ -92,6 +96,12 @@ class Result:
     reading: Reading = NOTHING  # what the model says about it
     image: str | None = None  # PNG data URL of `x`, predicts only
     error: Refusal | None = None
+    # Number mode: the digits read, left to right (None in digit mode); for predicts, the
+    # PNG data URL of each one's model input; the candidates' outputs, for the session's next
+    # number (see `process`).
+    parts: list[segment.Part] | None = None
+    part_images: list[str] | None = None
+    cache: dict[bytes, np.ndarray] | None = None
 
 
 @dataclass
@@ -108,21 +118,35 @@ def process(
     classifier: Any,
     max_pixels: int,
     known: Sequence[Result | None] | None = None,
+    caches: Sequence[Mapping[bytes, np.ndarray] | None] | None = None,
 ) -> Batch:
     """Preprocess every drawing and classify all inked ones in ONE call. Runs off the hub.
 
     `known[i]`, when given, is an earlier result for the same picture as `drawings[i]`:
     its input and reading are taken as they are (only the image is made). The verdict
     ("not a digit") comes from the same single model call, never a second pass.
+
+    A number-mode drawing adds its candidate digits (server.segment) to that same call, but
+    only those whose strokes are not in `caches[i]` (the model outputs of the session's
+    previous number, by candidate content key): while a number is written only the stroke
+    being drawn changes, so a live update classifies a few candidates, not the whole
+    number. Its result's `cache` holds the outputs of its own candidates, for the next one.
     """
     start = time.perf_counter()
     results = [Result() for _ in drawings]
-    inked: list[int] = []
+    threshold = getattr(classifier, "reject_threshold", None)
+    inputs: list[np.ndarray] = []  # every image of the one model call, in order
+    singles: list[tuple[int, int]] = []  # (item, row) of digit-mode drawings
+    numbers: list[_Number] = []
     for i, drawing in enumerate(drawings):
         if known is not None and known[i] is not None:
-            results[i].x, results[i].reading = known[i].x, known[i].reading
+            _copy_known(results[i], known[i])
             continue
         try:
+            if drawing.mode == NUMBER:
+                cache = caches[i] if caches is not None else None
+                numbers.append(_Number.start(i, drawing.strokes or (), cache, inputs))
+                continue
             results[i].x = to_model_input(drawing, max_pixels)
         except PayloadError as e:
             results[i].error = e
@@ -130,19 +154,90 @@ def process(
             results[i].error = Refusal("internal", f"Preprocessing failed: {type(e).__name__}")
         else:
             if results[i].x is not None:
-                inked.append(i)
+                singles.append((i, len(inputs)))
+                inputs.append(results[i].x)
     batch = Batch(results)
-    if inked:
+    outputs = np.zeros((0, 0), np.float32)
+    if inputs:
         t = time.perf_counter()
-        outputs = classifier.predict(np.stack([results[i].x for i in inked]))
+        outputs = classifier.predict(np.stack(inputs))
         batch.inference_s = time.perf_counter() - t
-        for i, row in zip(inked, outputs, strict=True):
-            results[i].reading = read(row, getattr(classifier, "reject_threshold", None))
-    for result, image in zip(results, with_image, strict=True):
+    for i, row in singles:
+        results[i].reading = read(outputs[row], threshold)
+    for number in numbers:
+        number.finish(results[number.item], outputs, threshold)
+    for i, (result, image) in enumerate(zip(results, with_image, strict=True)):
         if image and result.x is not None:
             result.image = to_png_data_url(result.x)
+        if image and result.parts:
+            rendered = next((n.images for n in numbers if n.item == i), {})
+            strokes = drawings[i].strokes or ()
+            result.part_images = [
+                to_png_data_url(_part_input(part, strokes, rendered)) for part in result.parts
+            ]
     batch.work_s = time.perf_counter() - start
     return batch
+
+
+@dataclass
+class _Number:
+    """One number-mode drawing's share of a batch: its candidates, which of them are sent
+    to the model (rows `first`... of the batch), and what its cache already knew."""
+
+    item: int
+    plan: segment.Plan
+    keys: list[bytes]
+    known: dict[int, np.ndarray]  # candidate -> cached output row
+    missing: list[int]  # candidates classified in this batch, in order
+    first: int
+    images: dict[tuple[int, ...], np.ndarray]  # model inputs rendered, by candidate strokes
+
+    @classmethod
+    def start(
+        cls,
+        item: int,
+        strokes: Sequence[np.ndarray],
+        cache: Mapping[bytes, np.ndarray] | None,
+        inputs: list[np.ndarray],
+    ) -> _Number:
+        """Plan the candidates and append the uncached ones' inputs to the batch's."""
+        plan = segment.candidates(strokes)
+        keys = segment.candidate_keys(plan, strokes)
+        cache = cache or {}
+        known = {k: cache[key] for k, key in enumerate(keys) if key in cache}
+        missing = [k for k in range(len(keys)) if k not in known]
+        rendered = segment.render(plan, strokes, missing)
+        number = cls(item, plan, keys, known, missing, len(inputs), {})
+        for k, image in zip(missing, rendered, strict=True):
+            number.images[plan.candidates[k].strokes] = image
+            inputs.append(image)
+        return number
+
+    def finish(self, result: Result, outputs: np.ndarray, threshold: float | None) -> None:
+        """Choose the digits from the candidates' rows (this batch's or the cache's)."""
+        rows = dict(self.known)
+        for offset, k in enumerate(self.missing):
+            rows[k] = outputs[self.first + offset]
+        result.cache = {self.keys[k]: np.array(row) for k, row in rows.items()}
+        table = np.stack([rows[k] for k in range(len(self.keys))]) if rows else np.zeros((0, 10))
+        try:
+            result.parts = segment.best_partition(self.plan, table, threshold)
+        except PayloadError as e:
+            result.error = e
+
+
+def _part_input(
+    part: segment.Part, strokes: Sequence[np.ndarray], rendered: Mapping[tuple, np.ndarray]
+) -> np.ndarray:
+    """The model input of one digit read: rendered in this batch, or rendered again."""
+    if part.strokes in rendered:
+        return rendered[part.strokes]
+    image = render_strokes([strokes[s] for s in part.strokes])
+    return image if image is not None else np.zeros((1, 1), np.float32)
+
+
+def _copy_known(result: Result, known: Result) -> None:
+    result.x, result.reading, result.parts = known.x, known.reading, known.parts
 
 
 @dataclass
@@ -257,6 +352,7 @@ class Batcher:
                 self._metrics.snapshots_coalesced.inc()
             session.pending = None
             session.answered = None  # the canvas is blank now: no predict will match it
+            session.number_outputs = None
             self._waiting.pop(sid, None)
             session.floor = max(session.floor, seq)
             # Emitted under the lock: a running batch cannot slip an older answer in between.
@@ -290,11 +386,13 @@ class Batcher:
         cache miss takes logging's lock, which eventlet turned green, and a green lock must
         not be contended from the native worker thread.
         """
+        bar = np.array([[0.0, 0.0], [0.0, 9.0]])
         drawings = [
-            Drawing(seq=0, strokes=(np.array([[0.0, 0.0], [0.0, 9.0]]),)),
+            Drawing(seq=0, strokes=(bar,)),
             Drawing(seq=0, image=tiny_png(), width=8, height=8),
+            Drawing(seq=0, strokes=(bar, bar + [9.0, 0.0]), mode=NUMBER),
         ]
-        process(drawings, [True, True], self._classifier, self._config.MAX_IMAGE_PIXELS)
+        process(drawings, [True, True, True], self._classifier, self._config.MAX_IMAGE_PIXELS)
 
     def drain(self, timeout: float) -> bool:
         """Refuse new work and wait for every queued predict to be answered (SIGTERM)."""
@@ -347,9 +445,12 @@ class Batcher:
         return batch, delay
 
     def _run_batch(self, items: list[Item]) -> None:
+        # The sessions' cached number outputs ride in the function, so that offload keeps
+        # its five arguments (tests/test_batcher.py's harness stands in for it).
+        caches = [item.session.number_outputs if item.session else None for item in items]
         try:
             batch = self._hooks.offload(
-                process,
+                functools.partial(process, caches=caches),
                 [item.drawing for item in items],
                 [item.kind == PREDICT for item in items],
                 self._classifier,
@@ -370,6 +471,8 @@ class Batcher:
     def _deliver(self, items: list[Item], results: list[Result]) -> None:
         with self._lock:
             for item, result in zip(items, results, strict=True):
+                if result.cache is not None and self._is_live(item.session):
+                    item.session.number_outputs = result.cache  # content-keyed: never stale
                 try:
                     if item.kind == PREDICT:
                         self._deliver_predict(item, result)
@@ -388,7 +491,10 @@ class Batcher:
             self._emit_error(session.sid, seq, result.error)
             return
         latency = time.monotonic() - item.received
-        answer = protocol.probabilities(seq, result.reading, latency)
+        if result.parts is not None:
+            answer = protocol.number_probabilities(seq, result.parts, latency)
+        else:
+            answer = protocol.probabilities(seq, result.reading, latency)
         self._hooks.emit("probabilities", answer, to=session.sid)
         session.answered = (item.drawing, result)
         self._metrics.snapshots_answered.inc()
@@ -410,7 +516,12 @@ class Batcher:
                 self._metrics.count_error(result.error.code)
         else:
             latency = time.monotonic() - item.received
-            answer = protocol.prediction(seq, result.reading, result.image, latency)
+            if result.parts is not None:
+                answer = protocol.number_prediction(
+                    seq, result.parts, result.part_images or [], latency
+                )
+            else:
+                answer = protocol.prediction(seq, result.reading, result.image, latency)
             if live:
                 self._hooks.emit("prediction", answer, to=session.sid)
             self._metrics.predictions.labels("http" if session is None else "socket").inc()

@@ -24,6 +24,9 @@ from PIL import Image, UnidentifiedImageError
 from server.protocol import PayloadError
 
 MAX_SEQ = 2**53  # largest integer a JavaScript number carries exactly
+DIGIT = "digit"  # mode: the drawing is one digit (the default)
+NUMBER = "number"  # mode: the drawing is a number, read digit by digit (server.segment)
+MODES = (DIGIT, NUMBER)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 _POINT_TYPES = frozenset({list, tuple})
 _CONTAINER_TYPES = frozenset({list, tuple, dict})
@@ -56,7 +59,8 @@ class Drawing:
 
     `strokes` are float64 arrays of shape (n, 2) in canvas pixels, y pointing down; an empty
     tuple is a valid, empty drawing. `image` is the encoded image (PNG/JPEG/WebP) whose
-    header has been checked; `width`/`height` are its header dimensions.
+    header has been checked; `width`/`height` are its header dimensions. `mode` is DIGIT
+    (one digit) or NUMBER (strokes only: a number read digit by digit).
     """
 
     seq: int | None
@@ -64,10 +68,13 @@ class Drawing:
     image: bytes | None = None
     width: int | None = None
     height: int | None = None
+    mode: str = DIGIT
 
     def same_picture(self, other: Drawing) -> bool:
         """Whether both are exactly the same strokes or image bytes (seq aside), so that
         preprocessing and inference give the same answer for both."""
+        if self.mode != other.mode:
+            return False
         if self.image is not None or other.image is not None:
             return self.image == other.image
         mine, theirs = self.strokes or (), other.strokes or ()
@@ -81,6 +88,9 @@ def parse_drawing(
     if not isinstance(payload, Mapping):
         raise PayloadError("bad_payload", "The payload must be a JSON object.")
     seq = parse_seq(payload.get("seq"), require_seq)
+    mode = payload.get("mode", DIGIT)
+    if type(mode) is not str or mode not in MODES:
+        raise PayloadError("bad_payload", '\'mode\' must be "digit" (the default) or "number".')
     strokes = payload.get("strokes")
     image = payload.get("image")
     if (strokes is None) == (image is None):
@@ -88,7 +98,9 @@ def parse_drawing(
             "bad_payload", "The payload must have exactly one of 'strokes' and 'image'."
         )
     if strokes is not None:
-        return Drawing(seq=seq, strokes=_parse_strokes(strokes, limits))
+        return Drawing(seq=seq, strokes=_parse_strokes(strokes, limits), mode=mode)
+    if mode == NUMBER:
+        raise PayloadError("bad_payload", "Number mode reads strokes, not images.")
     data, width, height = _parse_image(image, limits)
     return Drawing(seq=seq, image=data, width=width, height=height)
 

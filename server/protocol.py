@@ -8,12 +8,15 @@ the batcher decide *what* to say; this module decides *how it looks on the wire*
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from server.reading import Reading
+from server.reading import DIGIT, EMPTY, NOT_A_DIGIT, Reading
+
+if TYPE_CHECKING:  # server.segment imports this module (PayloadError)
+    from server.segment import Part
 
 PROTOCOL_VERSION = 2  # 2: every answer carries a `verdict` (digit, not_a_digit, empty)
 PROBABILITY_DIGITS = 6  # decimals sent: plenty for bars, a third of the JSON of full floats
@@ -112,6 +115,51 @@ def prediction(seq: int | None, reading: Reading, image: str | None, latency_s: 
         answer["top"] = [{"digit": int(d), "p": p[d]} for d in top]
         answer["input"] = image
     return answer
+
+
+def number_probabilities(seq: int | None, parts: Sequence[Part], latency_s: float) -> dict:
+    """The live answer to a number-mode snapshot: the number read left to right and each
+    digit's strokes, box and reading. The verdict is "digit" when every part is a digit,
+    "not_a_digit" when one is not (then `number` is null), "empty" without ink."""
+    verdicts = {part.reading.verdict for part in parts}
+    verdict = EMPTY if not parts else DIGIT if verdicts == {DIGIT} else NOT_A_DIGIT
+    number = None if verdict == NOT_A_DIGIT else "".join(str(p.reading.digit) for p in parts)
+    return {
+        "seq": seq,
+        "mode": "number",
+        "verdict": verdict,
+        "number": number,
+        "digits": [_number_part(part) for part in parts],
+        "empty": not parts,
+        "latency_ms": round(latency_s * 1000, 2),
+    }
+
+
+def number_prediction(
+    seq: int | None, parts: Sequence[Part], images: Sequence[str], latency_s: float
+) -> dict:
+    """The final number-mode answer: `number_probabilities` plus, per digit, the 28x28 image
+    the model saw of it."""
+    answer = number_probabilities(seq, parts, latency_s)
+    for digit, image in zip(answer["digits"], images, strict=True):
+        digit["input"] = image
+    return answer
+
+
+def _number_part(part: Part) -> dict:
+    reading = part.reading
+    confidence = (
+        None if reading.confidence is None else round(reading.confidence, PROBABILITY_DIGITS)
+    )
+    p = None if reading.digits is None else np.round(reading.digits, PROBABILITY_DIGITS)
+    return {
+        "box": [round(v, 1) for v in part.box],
+        "strokes": list(part.strokes),
+        "verdict": reading.verdict,
+        "digit": reading.digit,
+        "confidence": confidence,
+        "probabilities": None if p is None else p.tolist(),
+    }
 
 
 def cleared(seq: int) -> dict:

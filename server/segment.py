@@ -29,6 +29,7 @@ Pure and fast: no I/O, no logging; the batcher runs it off the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Sequence
@@ -163,14 +164,35 @@ def candidates(strokes: Sequence[ArrayLike]) -> Plan:
     return Plan(tuple(found.values()), blocks_out, height)
 
 
-def render(plan: Plan, strokes: Sequence[ArrayLike]) -> np.ndarray:
-    """(len(plan.candidates), SIZE, SIZE) float32 model inputs, one per candidate."""
-    out = np.zeros((len(plan.candidates), SIZE, SIZE), dtype=np.float32)
-    for i, candidate in enumerate(plan.candidates):
-        image = render_strokes([strokes[s] for s in candidate.strokes])
+def render(
+    plan: Plan, strokes: Sequence[ArrayLike], which: Sequence[int] | None = None
+) -> np.ndarray:
+    """Model inputs (N, SIZE, SIZE) float32 of the candidates `which` (default: all)."""
+    chosen = range(len(plan.candidates)) if which is None else which
+    out = np.zeros((len(chosen), SIZE, SIZE), dtype=np.float32)
+    for row, i in enumerate(chosen):
+        image = render_strokes([strokes[s] for s in plan.candidates[i].strokes])
         if image is not None:
-            out[i] = image
+            out[row] = image
     return out
+
+
+def candidate_keys(plan: Plan, strokes: Sequence[ArrayLike]) -> list[bytes]:
+    """A content key per candidate: equal keys mean the same strokes, so the same model input
+    and outputs. While a number is written, each live update changes only the stroke being
+    drawn, so a caller that keeps outputs by key classifies only the few candidates that
+    contain it (server.batcher keeps them per session)."""
+    digests: dict[int, bytes] = {}
+    keys = []
+    for candidate in plan.candidates:
+        key = hashlib.blake2b(digest_size=16)
+        for s in candidate.strokes:
+            if s not in digests:
+                array = np.ascontiguousarray(strokes[s], dtype=np.float64)
+                digests[s] = hashlib.blake2b(array.tobytes(), digest_size=16).digest()
+            key.update(digests[s])
+        keys.append(key.digest())
+    return keys
 
 
 def best_partition(
