@@ -22,6 +22,7 @@ from server import segment
 from server.inference import Classifier
 
 GRID = {  # each around server.segment's pick
+    "DIGIT_BONUS": (0.0, 0.001, 0.01),
     "HEIGHT_WEIGHT": (0.0, 1.0, 2.0, 5.0),
     "GAP_WEIGHT": (2.0, 5.0, 10.0, 20.0),
     "ASPECT_WEIGHT": (0.5, 1.0, 2.0),
