@@ -237,3 +237,31 @@ def test_the_worst_drawings_within_the_limits_are_bounded(
         assert len(parts) <= segment.MAX_DIGITS
         assert sorted(s for p in parts for s in p.strokes) == list(range(len(strokes)))
     assert time.perf_counter() - start < 0.25  # ~6-13 ms measured; generous on a busy CI
+
+
+def _brute_force(covers: list[tuple[int, frozenset[int]]], scores: list[float], n: int) -> float:
+    """The best exact cover's score, by trying every subset of candidates."""
+    best = -np.inf
+    for mask in range(1, 1 << len(covers)):
+        chosen = [covers[k] for k in range(len(covers)) if mask >> k & 1]
+        cells = [p for _, c in chosen for p in c]
+        if sorted(cells) == list(range(n)):
+            best = max(best, sum(scores[i] for i, _ in chosen))
+    return best
+
+
+def test_the_dynamic_programme_finds_the_best_exact_cover() -> None:
+    """Against brute force, on random candidate sets of runs and scattered groups."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 7))
+        sets = {frozenset((p,)) for p in range(n)}  # singletons always exist
+        while len(sets) < min(12, 2**n - 1):
+            size = int(rng.integers(2, min(n, 4) + 1)) if n > 1 else 1
+            sets.add(frozenset(rng.choice(n, size=size, replace=False).tolist()))
+        covers = list(enumerate(sorted(sets, key=sorted)))
+        scores = rng.normal(size=len(covers)).tolist()
+        chosen = segment._exact_cover(covers, scores)
+        cells = sorted(p for i in chosen for p in covers[i][1])
+        assert cells == list(range(n))
+        assert sum(scores[i] for i in chosen) == pytest.approx(_brute_force(covers, scores, n))
