@@ -15,6 +15,8 @@
   const OFFLINE_AFTER_MS = 8000;
   // Points closer than this (CSS px) to the previous one add payload but no shape.
   const MIN_STEP_PX = 1.5;
+  // Number mode: at most this many parts are shown (the server bounds them too).
+  const MAX_PARTS = 32;
   // Used until the server's `ready` tells the real limits; conservative on purpose.
   const DEFAULT_LIMITS = { max_strokes: 64, max_points: 2048 };
 
@@ -37,6 +39,10 @@
     result: $("#result"),
     resultLabel: $("#result-label"),
     resultNote: $("#result-note"),
+    resultParts: $("#result-parts"),
+    parts: $("#parts"),
+    modes: document.querySelectorAll(".mode"),
+    canvas,
     resultDigit: $("#result-digit"),
     resultConfidence: $("#result-confidence"),
     resultTop: $("#result-top"),
@@ -55,6 +61,9 @@
   let cssH = 0;
   let limits = { ...DEFAULT_LIMITS };
   let minGapMs = 0; // the server's per-session snapshot rate cap, as a gap; stroke ends respect it
+  let mode = "digit"; // "digit": one digit; "number": a whole number, read digit by digit
+  let parts = []; // number mode: the digits the server found, left to right (validated)
+  let selectedPart = -1; // number mode: whose bars are shown (-1: the last one)
 
   function inkColor() {
     return getComputedStyle(document.documentElement).getPropertyValue("--ink").trim() || "#111";
@@ -95,6 +104,25 @@
     ctx.clearRect(0, 0, cssW, cssH);
     styleContext();
     for (const s of strokes) drawStroke(s);
+    drawBoxes();
+  }
+
+  /** Number mode: a faint box around each group of strokes the server read as one digit. */
+  function drawBoxes() {
+    if (mode !== "number" || !parts.length) return;
+    const accent = getComputedStyle(document.documentElement).getPropertyValue("--accent").trim();
+    ctx.save();
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([5, 4]);
+    parts.forEach((part, i) => {
+      const [x0, y0, x1, y1] = part.box;
+      const pad = lineWidth() / 2 + 3;
+      ctx.globalAlpha = i === shownPart() ? 0.8 : 0.35;
+      ctx.strokeStyle = part.verdict === "not_a_digit" ? "#d0463b" : accent || "#5b5bd6";
+      ctx.strokeRect(x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad);
+    });
+    ctx.restore();
+    styleContext();
   }
 
   /** Quadratic curves through the midpoints: smooth ink without extra points on the wire. */
@@ -233,6 +261,8 @@
   function clearAll() {
     if (active) return;
     strokes = [];
+    parts = [];
+    selectedPart = -1;
     redraw();
     drawingChanged();
     dirty = false;
@@ -264,6 +294,26 @@
     pendingPredict = null;
     els.predict.removeAttribute("aria-busy");
   }
+
+  /** Digit or Number: a new kind of drawing, so the pad starts empty (its shape changes). */
+  function setMode(next) {
+    if (next === mode || active) return;
+    clearAll();
+    mode = next;
+    document.body.dataset.mode = mode;
+    els.modes.forEach((b) => b.setAttribute("aria-checked", String(b.dataset.mode === mode)));
+    els.parts.hidden = mode !== "number";
+    els.canvas.setAttribute(
+      "aria-label",
+      mode === "number"
+        ? "Drawing area: write a whole number, digit after digit, left to right"
+        : "Drawing area: draw one digit from 0 to 9 with a mouse, finger or pen",
+    );
+    frame.querySelector(".pad-hint").textContent =
+      mode === "number" ? "Write a number here" : "Draw a digit here";
+    resetReading();
+  }
+  els.modes.forEach((b) => b.addEventListener("click", () => setMode(b.dataset.mode)));
 
   els.undo.addEventListener("click", undo);
   els.clear.addEventListener("click", clearAll);
@@ -303,7 +353,9 @@
   }
 
   function payload(seq) {
-    return { seq, strokes, width: cssW, height: cssH };
+    const message = { seq, strokes, width: cssW, height: cssH };
+    if (mode === "number") message.mode = "number";
+    return message;
   }
 
   function markDirty(isUrgent) {
@@ -405,6 +457,8 @@
   }
 
   function resetReading() {
+    parts = [];
+    els.parts.replaceChildren();
     setBars(null, -1);
     els.bars.dataset.state = "empty";
     delete els.bars.dataset.digit;
@@ -435,6 +489,7 @@
   /** Live reading: bars plus the short verdict next to them. Returns the shown probabilities. */
   function showReading(msg) {
     els.bars.dataset.seq = String(msg.seq);
+    if (msg.mode === "number") return showNumberReading(msg);
     const probs = probsOf(msg);
     if (!probs) {
       resetReading();
@@ -471,11 +526,146 @@
     return probs;
   }
 
+  /** Validated parts of a number-mode answer, or null: never trust what arrives. */
+  function partsOf(msg) {
+    if (!Array.isArray(msg.digits) || msg.digits.length > MAX_PARTS) return null;
+    const out = [];
+    for (const d of msg.digits) {
+      if (!d || typeof d !== "object") return null;
+      const box = Array.isArray(d.box) && d.box.length === 4 && d.box.every(Number.isFinite);
+      const probs = probsOf(d);
+      if (!box || !probs) return null;
+      const verdict = d.verdict === "not_a_digit" ? "not_a_digit" : "digit";
+      const digit = Number.isInteger(d.digit) && d.digit >= 0 && d.digit <= 9 ? d.digit : null;
+      const c = Number.isFinite(d.confidence) ? Math.min(Math.max(d.confidence, 0), 1) : 0;
+      const input =
+        typeof d.input === "string" && d.input.startsWith("data:image/png;base64,")
+          ? d.input
+          : null;
+      out.push({ box: d.box, probs, verdict, digit, confidence: c, input });
+    }
+    return out;
+  }
+
+  function shownPart() {
+    return selectedPart >= 0 && selectedPart < parts.length ? selectedPart : parts.length - 1;
+  }
+
+  function partLabel(part) {
+    return part.verdict === "digit" && part.digit !== null ? String(part.digit) : "✕";
+  }
+
+  /** Number mode: the number so far, one chip per digit, the selected digit's bars, and the
+   * boxes on the pad. Returns the parts shown, or null when there is nothing to show. */
+  function showNumberReading(msg) {
+    const found = partsOf(msg);
+    if (!found || !found.length) {
+      resetReading();
+      redraw();
+      return null;
+    }
+    parts = found;
+    const text = parts.map(partLabel).join("");
+    const complete = parts.every((p) => p.verdict === "digit" && p.digit !== null);
+    els.guess.dataset.state = complete ? "sure" : "reject";
+    els.guessDigit.textContent = text;
+    els.guessConf.textContent = "";
+    els.guessText.textContent = complete
+      ? `${parts.length} digit${parts.length === 1 ? "" : "s"}`
+      : "A part is not a digit";
+    els.parts.replaceChildren(
+      ...parts.map((part, i) => {
+        const chip = document.createElement("button");
+        chip.type = "button";
+        chip.className = "part";
+        chip.setAttribute("role", "radio");
+        chip.dataset.verdict = part.verdict;
+        chip.innerHTML = '<span class="part-digit"></span><span class="part-pct"></span>';
+        chip.querySelector(".part-digit").textContent = partLabel(part);
+        chip.querySelector(".part-pct").textContent = `${Math.round(part.confidence * 100)}%`;
+        chip.setAttribute(
+          "aria-label",
+          `Digit ${i + 1}: ${part.verdict === "digit" ? part.digit : "not a digit"}`,
+        );
+        chip.addEventListener("click", () => {
+          selectedPart = i;
+          showPart();
+        });
+        return chip;
+      }),
+    );
+    showPart();
+    return parts;
+  }
+
+  /** The selected (or last) part's bars, its chip marked, its box stronger. */
+  function showPart() {
+    const i = shownPart();
+    const part = parts[i];
+    if (!part) return;
+    els.parts.querySelectorAll(".part").forEach((chip, j) => {
+      chip.setAttribute("aria-checked", String(j === i));
+    });
+    const rejected = part.verdict !== "digit";
+    setBars(part.probs, rejected ? -1 : argmax(part.probs));
+    els.bars.dataset.state = rejected
+      ? "reject"
+      : part.confidence >= UNSURE_BELOW
+        ? "sure"
+        : "unsure";
+    redraw();
+  }
+
+  function showNumberResult(found) {
+    const complete = found.every((p) => p.verdict === "digit" && p.digit !== null);
+    const weakest = Math.min(...found.map((p) => (p.verdict === "digit" ? p.confidence : 0)));
+    els.result.dataset.state = complete ? (weakest >= UNSURE_BELOW ? "sure" : "unsure") : "reject";
+    els.result.dataset.number = found.map(partLabel).join("");
+    delete els.result.dataset.digit;
+    els.resultNote.hidden = complete;
+    els.resultNote.textContent = "A part of it doesn't look like a digit (marked ✕).";
+    els.resultLabel.textContent = complete ? "Number" : "Not a number";
+    els.resultDigit.textContent = found.map(partLabel).join("");
+    els.resultConfidence.textContent = complete
+      ? `${found.length} digits, least sure ${Math.round(weakest * 100)}%`
+      : "";
+    els.resultParts.replaceChildren(
+      ...found.map((part) => {
+        const li = document.createElement("li");
+        li.dataset.verdict = part.verdict;
+        li.innerHTML =
+          '<img class="seen-img" width="28" height="28" alt="" /><span class="rp-digit"></span>' +
+          '<span class="rp-pct"></span>';
+        const img = li.querySelector("img");
+        if (part.input) {
+          img.src = part.input;
+          img.alt = `What the model saw of digit ${partLabel(part)}`;
+        } else img.hidden = true;
+        li.querySelector(".rp-digit").textContent = partLabel(part);
+        li.querySelector(".rp-pct").textContent = `${Math.round(part.confidence * 100)}%`;
+        return li;
+      }),
+    );
+    els.resultParts.hidden = false;
+    els.result.hidden = false;
+    els.resultHint.hidden = true;
+    announce(
+      complete
+        ? `Number: ${found.map(partLabel).join(" ")}.`
+        : "A part of that doesn't look like a digit.",
+    );
+  }
+
   function showResult(msg, probs) {
+    if (msg.mode === "number") return showNumberResult(probs);
     const rejected = rejectionOf(msg);
     const lead = argmax(probs);
     const conf = probs[lead];
     const sure = conf >= UNSURE_BELOW;
+    delete els.result.dataset.number;
+    els.resultParts.hidden = true;
+    els.resultNote.textContent =
+      "That doesn't look like a digit. The closest digits, and what the model saw:";
     els.result.dataset.state = rejected ? "reject" : sure ? "sure" : "unsure";
     if (rejected) delete els.result.dataset.digit;
     else els.result.dataset.digit = String(lead);
@@ -658,8 +848,8 @@
     if (!pendingPredict || msg.seq !== pendingPredict.seq) return; // not for this drawing
     settlePredict();
     shownSeq = msg.seq;
-    const probs = showReading(msg);
-    if (probs) showResult(msg, probs);
+    const shown = showReading(msg);
+    if (shown) showResult(msg, shown);
     else showNotice("The canvas is empty: draw a digit first.");
   });
 

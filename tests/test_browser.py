@@ -191,6 +191,22 @@ def scribble_drawing() -> list[np.ndarray]:
     return [np.clip(np.array(scribble(2)), 5, CANVAS_SIZE - 5)]
 
 
+@pytest.fixture(scope="module")
+def number_drawing() -> tuple[str, list[np.ndarray]]:
+    """A real dev number of 3-5 digits that the served model and segmenter read right."""
+    from model.evaluate_numbers import load_numbers
+    from server import segment
+    from server.inference import Classifier
+
+    classifier = Classifier.load(MODEL)
+    for number in load_numbers():
+        if 3 <= len(number["label"]) <= 5:
+            parts = segment.read_number(number["strokes"], classifier)
+            if segment.number_text(parts) == number["label"]:
+                return number["label"], [np.asarray(s, dtype=float) for s in number["strokes"]]
+    pytest.skip("no dev number is read right offline")
+
+
 # ------------------------------------------------------------------------------- helpers
 
 
@@ -244,6 +260,19 @@ class Client:
         """Inked pixels of the canvas backing store between two fractions of its height."""
         return self.page.evaluate(INK_PIXELS, [top, bottom])
 
+    def fit_to_pad(self, strokes: list[np.ndarray]) -> list[np.ndarray]:
+        """Strokes of any size → page coordinates, centred in the pad with a margin (a
+        number written across a wide pad)."""
+        box = self.page.locator("#pad").bounding_box()
+        points = np.concatenate(strokes)
+        low, size = points.min(axis=0), np.ptp(points, axis=0)
+        scale = min(0.85 * box["width"] / size[0], 0.7 * box["height"] / size[1])
+        offset = (
+            np.array([box["x"], box["y"]])
+            + (np.array([box["width"], box["height"]]) - size * scale) / 2
+        )
+        return [(np.asarray(s) - low) * scale + offset for s in strokes]
+
     def pad_to_page(self, strokes: list[np.ndarray]) -> list[np.ndarray]:
         """280x280 canvas strokes → page coordinates inside the on-page canvas box."""
         box = self.page.locator("#pad").bounding_box()
@@ -266,11 +295,14 @@ class Client:
         return path
 
 
-def mouse_replay(client: Client, strokes: list[np.ndarray]) -> Iterator[int]:
-    """Draw with the mouse in small steps; yields the count of points drawn after each."""
+def mouse_replay(
+    client: Client, strokes: list[np.ndarray], place: Callable | None = None
+) -> Iterator[int]:
+    """Draw with the mouse in small steps; yields the count of points drawn after each.
+    `place` maps the strokes to page coordinates (default: a 280x280 canvas on the pad)."""
     mouse, page = client.page.mouse, client.page
     drawn = 0
-    for stroke in client.pad_to_page(strokes):
+    for stroke in (place or client.pad_to_page)(strokes):
         mouse.move(*stroke[0])
         mouse.down()
         for i, (x, y) in enumerate(stroke[1:]):
@@ -285,7 +317,10 @@ def mouse_replay(client: Client, strokes: list[np.ndarray]) -> Iterator[int]:
 
 
 def touch_replay(
-    client: Client, strokes: list[np.ndarray], during: Callable[[], None] | None = None
+    client: Client,
+    strokes: list[np.ndarray],
+    during: Callable[[], None] | None = None,
+    place: Callable | None = None,
 ) -> Iterator[int]:
     """Real touch sequences through CDP (touchStart/Move/End), like a finger on a phone.
 
@@ -294,7 +329,7 @@ def touch_replay(
     """
     cdp = client.context.new_cdp_session(client.page)
     drawn = 0
-    for stroke in client.pad_to_page(strokes):
+    for stroke in (place or client.pad_to_page)(strokes):
         x, y = stroke[0]
         cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point(x, y)]})
         for i, (x, y) in enumerate(stroke[1:]):
@@ -318,6 +353,12 @@ def touch_replay(
         drawn += 1
         yield drawn
     cdp.detach()
+
+
+def expect_text(page, selector: str, text: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).to_have_text(text, timeout=TIMEOUT_MS)
 
 
 def point(x: float, y: float) -> dict:
@@ -567,6 +608,65 @@ def test_a_scribble_is_shown_as_not_a_digit(browser, eventlet_server, scribble_d
         client.shot("desktop-not-a-digit")
         page.keyboard.press("Escape")
         assert page.locator("#guess-text").inner_text() == "Nothing drawn yet"
+        assert client.errors == []
+    finally:
+        client.close()
+
+
+def test_number_mode_reads_a_written_number_live_and_on_predict(
+    browser, eventlet_server, number_drawing
+):
+    label, strokes = number_drawing
+    client = Client(browser, eventlet_server.url, **DESKTOP)
+    page = client.page
+    try:
+        page.click(".mode[data-mode=number]")
+        assert page.locator(".mode[data-mode=number]").get_attribute("aria-checked") == "true"
+        wide = page.locator("#pad").bounding_box()
+        assert wide["width"] > 2 * wide["height"], f"number mode has no wide pad: {wide}"
+        list(mouse_replay(client, strokes, place=client.fit_to_pad))
+        expect_text(page, "#guess-digit", label)  # the number, live, before Predict
+        assert page.locator("#parts .part").count() == len(label)
+        page.locator("#parts .part").first.click()  # a digit's own bars
+        assert page.locator("#parts .part").first.get_attribute("aria-checked") == "true"
+        assert page.locator("#bars").get_attribute("data-state") in ("sure", "unsure")
+        page.click("#predict")  # Enter would press the focused digit chip
+        page.wait_for_function(
+            "n => document.querySelector('#result').dataset.number === n", arg=label
+        )
+        views = page.locator("#result-parts li img")
+        assert views.count() == len(label)
+        assert all(
+            views.nth(i).get_attribute("src").startswith("data:image/png;base64,")
+            for i in range(len(label))
+        )
+        assert page.locator("#announce").inner_text().startswith("Number:")
+        client.shot("desktop-number")
+        page.click(".mode[data-mode=digit]")  # back to one digit: a fresh, square pad
+        assert client.strokes() == 0
+        square = page.locator("#pad").bounding_box()
+        assert abs(square["width"] - square["height"]) < 2
+        assert client.errors == []
+    finally:
+        client.close()
+
+
+def test_number_mode_on_a_phone_keeps_the_reading_in_view(browser, eventlet_server, number_drawing):
+    label, strokes = number_drawing
+    client = Client(browser, eventlet_server.url, **phone(360, 800, scheme="light"))
+    page = client.page
+    try:
+        page.tap(".mode[data-mode=number]")
+        check = steady_check(client, 0)
+        list(touch_replay(client, strokes, check, place=client.fit_to_pad))
+        expect_text(page, "#guess-digit", label)
+        check()
+        page.tap("#predict")
+        page.wait_for_function(
+            "n => document.querySelector('#result').dataset.number === n", arg=label
+        )
+        check()
+        client.shot("phone-number")
         assert client.errors == []
     finally:
         client.close()
