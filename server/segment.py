@@ -144,6 +144,7 @@ def candidates(strokes: Sequence[ArrayLike]) -> Plan:
     blocks = _blocks(boxes, order, height)
     if len(blocks) > MAX_DIGITS:
         raise _too_many_digits(len(blocks))
+    box_list = boxes.tolist()
     found: dict[frozenset[int], Candidate] = {}
     covers: list[list[tuple[int, frozenset[int]]]] = [[] for _ in blocks]
     # Shorter runs first, so the cap drops the longest; every stroke alone is always a
@@ -155,11 +156,12 @@ def candidates(strokes: Sequence[ArrayLike]) -> Plan:
                 key = frozenset(members)
                 if key in found or (run > 1 and len(found) >= MAX_CANDIDATES):
                     continue
-                features = _features(boxes, members, height)
+                box, features = _group(box_list, members, height)
                 prior = geometric_prior(features)
                 if prior is None:
                     continue
-                found[key] = _candidate(boxes, members, inked, features, prior)
+                strokes_of = tuple(sorted(inked[s] for s in members))
+                found[key] = Candidate(strokes_of, box, features, prior)
                 covers[b].append((len(found) - 1, frozenset(position[s] for s in members)))
     blocks_out = tuple(
         (tuple(inked[s] for s in block), tuple(covers[b])) for b, block in enumerate(blocks)
@@ -340,35 +342,20 @@ def geometric_prior(f: Features) -> float | None:
     )
 
 
-def _features(boxes: np.ndarray, members: list[int], height: float) -> Features:
-    sub = boxes[members]
-    x0, y0 = sub[:, 0].min(), sub[:, 1].min()
-    x1, y1 = sub[:, 2].max(), sub[:, 3].max()
+def _group(
+    boxes: list[list[float]], members: list[int], height: float
+) -> tuple[tuple[float, float, float, float], Features]:
+    """The box and features of strokes as one digit (plain Python: a few boxes each)."""
+    chosen = [boxes[s] for s in members]
+    x0, y0 = min(b[0] for b in chosen), min(b[1] for b in chosen)
+    x1, y1 = max(b[2] for b in chosen), max(b[3] for b in chosen)
     gap = 0.0  # white space between the members, left to right
-    right = -math.inf
-    for bx0, bx1 in sorted(zip(sub[:, 0].tolist(), sub[:, 2].tolist(), strict=True)):
-        if right > -math.inf:
-            gap += max(0.0, bx0 - right)
-        right = max(right, bx1)
-    return Features(
-        len(members),
-        float(y1 - y0) / height,
-        float(x1 - x0) / height,
-        gap / height,
-    )
-
-
-def _candidate(
-    boxes: np.ndarray, members: list[int], inked: list[int], features: Features, prior: float
-) -> Candidate:
-    sub = boxes[members]
-    box = (
-        float(sub[:, 0].min()),
-        float(sub[:, 1].min()),
-        float(sub[:, 2].max()),
-        float(sub[:, 3].max()),
-    )
-    return Candidate(tuple(sorted(inked[s] for s in members)), box, features, float(prior))
+    right = math.inf
+    for bx0, _, bx1, _ in sorted(chosen):
+        gap += max(0.0, bx0 - right)
+        right = bx1 if right == math.inf else max(right, bx1)
+    features = Features(len(members), (y1 - y0) / height, (x1 - x0) / height, gap / height)
+    return (x0, y0, x1, y1), features
 
 
 def _exact_cover(covers: Sequence[tuple[int, frozenset[int]]], scores: list[float]) -> list[int]:
