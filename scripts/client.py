@@ -4,6 +4,8 @@
     python scripts/client.py --mnist-index 0           # an MNIST test digit
     python scripts/client.py --unipen-index 12         # a real pen-stroke digit (UNIPEN)
     python scripts/client.py strokes.json --rate 10    # {"strokes": ...} or one UNIPEN line
+    python scripts/client.py --number-index 3          # a real written number, number mode
+    python scripts/client.py number.json --mode number # any strokes, read as a whole number
 
 Strokes are replayed as growing snapshots, like a person drawing, and the live probabilities
 are shown as they arrive; then the final prediction. --json prints one JSON document instead.
@@ -33,10 +35,11 @@ from scripts.pen_replay import (  # noqa: E402
     Sample,
     as_strokes,
     digit_image_png,
+    number_samples,
     png_data_url,
     unipen_samples,
 )
-from scripts.protocol_client import SessionError, SocketSession  # noqa: E402
+from scripts.protocol_client import SessionError, SocketSession, answer_of  # noqa: E402
 from scripts.request_stats import Stats  # noqa: E402
 
 IMAGE_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
@@ -98,6 +101,13 @@ def load_input(args: argparse.Namespace) -> tuple[dict[str, Any], Sample | None,
             raise InputError(f"MNIST test digit {args.mnist_index}: {e}") from e
         info = {"kind": "image", "source": f"mnist-test[{args.mnist_index}]", "label": label}
         return info, None, png_data_url(digit_image_png(image))
+    if args.number_index is not None:
+        try:
+            sample = number_samples()[args.number_index]
+        except (FileNotFoundError, IndexError) as e:
+            raise InputError(f"UNIPEN number {args.number_index}: {e}") from e
+        info = {"kind": "strokes", "source": f"unipen-numbers[{args.number_index}]"}
+        return {**info, "label": sample.label}, sample, None
     if args.unipen_index is not None:
         try:
             sample = unipen_samples(heldout_only=False)[args.unipen_index]
@@ -116,7 +126,15 @@ def load_input(args: argparse.Namespace) -> tuple[dict[str, Any], Sample | None,
 
 
 def reading(answer: dict) -> str:
-    """The verdict in words: "7 (98.1%)", "not a digit (91.0%)" or "empty drawing"."""
+    """The verdict in words: "7 (98.1%)", "not a digit (91.0%)", "empty drawing", or in
+    number mode "number 4810 (4 digits)"."""
+    if answer.get("mode") == "number":
+        parts = answer.get("digits") or []
+        if answer.get("verdict") == "not_a_digit":
+            return f"not a number: {len(parts)} parts, one is not a digit"
+        if answer.get("empty"):
+            return "empty drawing"
+        return f"number {answer.get('number')} ({len(parts)} digits)"
     confidence = answer.get("confidence") or 0
     if answer.get("verdict") == "not_a_digit":
         return f"not a digit ({confidence:.1%})"
@@ -126,9 +144,13 @@ def reading(answer: dict) -> str:
 
 
 def bars(answer: dict | None, title: str) -> Group:
+    """The ten bars of the answer (in number mode: of its last digit so far)."""
     table = Table(show_header=False, box=None, pad_edge=False)
-    probabilities = (answer or {}).get("probabilities") or [0.0] * 10
-    best = (answer or {}).get("digit")
+    answer = answer or {}
+    if answer.get("mode") == "number":
+        answer = (answer.get("digits") or [{}])[-1]
+    probabilities = answer.get("probabilities") or [0.0] * 10
+    best = answer.get("digit")
     for digit, p in enumerate(probabilities):
         style = "bold green" if digit == best else ""
         table.add_row(Text(str(digit), style), Text("█" * round(p * 40), style), f"{p:6.1%}")
@@ -152,7 +174,7 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
             )
             live.update(bars(data, title))
 
-    session = SocketSession(Stats(), on_answer, args.timeout, args.timeout)
+    session = SocketSession(Stats(), on_answer, args.timeout, args.timeout, mode=args.mode)
     await session.connect(args.url, [args.transport])
     try:
         if live is not None:
@@ -169,7 +191,7 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
         if live is not None:
             verdict = ""
             if info["label"] is not None:
-                verdict = " ✓" if prediction.get("digit") == info["label"] else " ✗"
+                verdict = " ✓" if answer_of(prediction) == info["label"] else " ✗"
                 verdict = f" · label {info['label']}{verdict}"
             title = (
                 f"prediction: {reading(prediction)} · "
@@ -189,7 +211,7 @@ async def run(args: argparse.Namespace, info: dict, sample: Sample | None, image
         "updates": updates,
         "prediction": prediction,
         "label": info["label"],
-        "correct": None if info["label"] is None else prediction.get("digit") == info["label"],
+        "correct": None if info["label"] is None else answer_of(prediction) == info["label"],
     }
 
 
@@ -199,12 +221,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("input", nargs="?", help="image file (PNG/JPEG) or JSON stroke file")
     source.add_argument("--mnist-index", type=int, metavar="N", help="MNIST test digit N")
     source.add_argument("--unipen-index", type=int, metavar="N", help="UNIPEN dev digit N")
+    source.add_argument(
+        "--number-index", type=int, metavar="N", help="UNIPEN dev number N (number mode)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("digit", "number"),
+        help="read the drawing as one digit or a whole number (default: digit; number for "
+        "--number-index)",
+    )
     parser.add_argument("--url", default="http://localhost:7860")
     parser.add_argument("--rate", type=float, default=10.0, help="snapshots per second (max)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per answer")
     parser.add_argument("--transport", choices=("websocket", "polling"), default="websocket")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
+    args.mode = args.mode or ("number" if args.number_index is not None else "digit")
+    if args.mode == "number" and args.mnist_index is not None:
+        parser.error("number mode reads strokes, not images (--mnist-index)")
     if args.rate <= 0:
         parser.error("--rate must be positive")
     return args

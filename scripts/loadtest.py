@@ -33,7 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # 
 from rich.table import Table  # noqa: E402
 
 from scripts.drawers import Channel, Throttle, draw_digits  # noqa: E402
-from scripts.pen_replay import Sample, unipen_samples  # noqa: E402
+from scripts.pen_replay import Sample, number_samples, unipen_samples  # noqa: E402
 from scripts.process_stats import ProcessSampler  # noqa: E402
 from scripts.protocol_client import SessionError, SocketSession  # noqa: E402
 from scripts.request_stats import Stats, percentile  # noqa: E402
@@ -158,19 +158,23 @@ async def run_load(
     transports: Sequence[str] | None = ("websocket",),
     stall_timeout: float = 5.0,
     request_timeout: float = 10.0,
+    mode: str = "digit",
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """run_drawers over Socket.IO: the load test proper (kwargs go to run_drawers)."""
+    """run_drawers over Socket.IO: the load test proper (kwargs go to run_drawers). In
+    `mode` "number" every drawer writes whole numbers (give number samples)."""
 
     async def open_session(stats: Stats) -> SocketSession:
-        session = SocketSession(stats, stall_timeout=stall_timeout, request_timeout=request_timeout)
+        session = SocketSession(
+            stats, stall_timeout=stall_timeout, request_timeout=request_timeout, mode=mode
+        )
         await session.connect(url, transports)
         return session
 
     result = await run_drawers(
         open_session, clients, duration, rate, request_timeout=request_timeout, **kwargs
     )
-    return {**result, "transports": list(transports or ("polling", "websocket"))}
+    return {**result, "mode": mode, "transports": list(transports or ("polling", "websocket"))}
 
 
 async def ramp(
@@ -278,6 +282,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", default=",".join(map(str, DEFAULT_RAMP)), help="ramp steps")
     parser.add_argument("--p95-bound-ms", type=float, default=100.0)
     parser.add_argument("--unipen", help="UNIPEN .jsonl.gz (default: $UNIPEN_PATH or shared)")
+    parser.add_argument(
+        "--mode",
+        choices=("digit", "number"),
+        default="digit",
+        help="number: every drawer writes the dev writers' whole numbers in number mode",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -292,7 +302,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    samples = unipen_samples(args.unipen)
+    samples = number_samples(args.unipen) if args.mode == "number" else unipen_samples(args.unipen)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -318,6 +328,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "server_pid": args.server_pid,
         "seed": args.seed,
         "on_progress": on_progress,
+        "mode": args.mode,
     }
     with progress:
         if args.ramp:

@@ -28,10 +28,11 @@ Strokes = list[list[list[float]]]
 
 @dataclass(frozen=True)
 class Sample:
-    """One digit to draw: canvas strokes (y down) and its label when known."""
+    """One digit (label an int) or number (label a str of digits) to draw: canvas strokes
+    (y down) and its label when known."""
 
     strokes: Strokes
-    label: int | None = None
+    label: int | str | None = None
 
 
 def as_strokes(strokes: Sequence[Any]) -> Strokes:
@@ -50,6 +51,15 @@ def unipen_samples(
     if heldout_only:
         records = unipen_split(records)[1]
     return [Sample(as_strokes(r["strokes"]), int(r["label"])) for r in records]
+
+
+@functools.cache
+def number_samples(path: str | os.PathLike | None = None) -> list[Sample]:
+    """The dev writers' numbers of 2-8 digits, as written (model.evaluate_numbers lays them
+    on a wide canvas); for number mode."""
+    from model.evaluate_numbers import load_numbers
+
+    return [Sample(as_strokes(n["strokes"]), n["label"]) for n in load_numbers(path)]
 
 
 class PenReplay:

@@ -26,6 +26,11 @@ class RequestTimeout(SessionError):
     """No answer in time; for a snapshot that is the server's right (latest wins)."""
 
 
+def answer_of(message: dict) -> int | str | None:
+    """What an answer read: the digit, or in number mode the number (a string)."""
+    return message.get("number") if message.get("mode") == "number" else message.get("digit")
+
+
 def root_cause(error: BaseException) -> str:
     """The innermost message: python-socketio reports a refused connection as just
     'Connection error' and keeps aiohttp's useful one in the exception chain."""
@@ -47,8 +52,10 @@ class SocketSession:
         on_answer: Callable[[str, dict], None] | None = None,
         stall_timeout: float = 5.0,
         request_timeout: float = 10.0,
+        mode: str = "digit",
     ):
         self.stats = stats or Stats()
+        self.mode = mode  # "digit", or "number": every drawing is read as a whole number
         self.on_answer = on_answer
         self.stall_timeout = stall_timeout
         self.request_timeout = request_timeout
@@ -106,12 +113,14 @@ class SocketSession:
         self._seq += 1
         return self._seq
 
-    @staticmethod
-    def _drawing(seq: int, strokes: Strokes, image: str | None) -> dict[str, Any]:
+    def _drawing(self, seq: int, strokes: Strokes, image: str | None) -> dict[str, Any]:
         """An image, when given, goes instead of the strokes: a drawing is one or the other."""
         if image is not None:
             return {"seq": seq, "image": image}
-        return {"seq": seq, "strokes": strokes, "width": CANVAS, "height": CANVAS}
+        payload = {"seq": seq, "strokes": strokes, "width": CANVAS, "height": CANVAS}
+        if self.mode != "digit":
+            payload["mode"] = self.mode
+        return payload
 
     def _wait_for(self, event: str, seq: int) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
@@ -145,7 +154,7 @@ class SocketSession:
             return None
 
     async def predict(
-        self, strokes: Strokes, label: int | None = None, image: str | None = None
+        self, strokes: Strokes, label: int | str | None = None, image: str | None = None
     ) -> dict:
         """Waits as long as it takes: the server never drops a predict, unlike a snapshot."""
         seq = self._next_seq()
@@ -160,7 +169,7 @@ class SocketSession:
         self.stats.not_a_digit += int(answer.get("verdict") == "not_a_digit")
         if label is not None:
             self.stats.labelled += 1
-            self.stats.correct += int(answer.get("digit") == label)
+            self.stats.correct += int(answer_of(answer) == label)
         return answer
 
     async def clear(self) -> None:

@@ -109,3 +109,18 @@ def test_unusable_input_is_a_usage_error(tmp_path):
     done = run_client("--url", "http://127.0.0.1:9", str(junk))
     assert done.returncode == 2
     assert done.stderr.startswith("error: ")
+
+
+def test_number_index_is_read_in_number_mode(eventlet_server):
+    result = run_json(eventlet_server, "--number-index", "3")
+    prediction = result["prediction"]
+    assert prediction["mode"] == "number" and prediction["verdict"] in ("digit", "not_a_digit")
+    assert isinstance(result["label"], str) and result["label"].isdigit()
+    assert result["correct"] == (prediction["number"] == result["label"])
+    assert all(len(d["probabilities"]) == 10 for d in prediction["digits"])
+    assert result["updates"], "no live update was answered"
+
+
+def test_number_mode_refuses_an_image_source():
+    done = run_client("--mnist-index", "0", "--mode", "number")
+    assert done.returncode == 2 and "number mode reads strokes" in done.stderr

@@ -112,3 +112,15 @@ def test_stats_summary():
     assert summary["sent"] == 4 and summary["answered_per_s"] == 1.0
     assert summary["coalesced_share"] == 0.25
     assert summary["errors"] == 3 and summary["errors_by_code"] == {"bad_strokes": 3}
+
+
+@pytest.mark.live
+def test_number_mode_workload(eventlet_server):
+    """Drawers writing the dev writers' whole numbers in number mode."""
+    from scripts.pen_replay import number_samples
+
+    result = asyncio.run(
+        run_load(eventlet_server.url, 3, 3.0, mode="number", samples=number_samples())
+    )
+    assert result["mode"] == "number"
+    assert_sane(result)
