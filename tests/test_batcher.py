@@ -126,6 +126,13 @@ def test_only_the_newest_unstarted_snapshot_is_computed(harness):
     assert harness.last("a", "probabilities")["digit"] == 1
 
 
+def test_a_snapshot_with_the_pending_ones_seq_does_not_replace_it(harness):
+    harness.snapshot("a", 5, ONE)
+    harness.snapshot("a", 5, SEVEN)
+    harness.step()
+    assert harness.last("a", "probabilities")["digit"] == 1
+
+
 def test_a_snapshot_not_newer_than_the_pending_one_or_the_floor_is_ignored(harness):
     harness.snapshot("a", 5)
     harness.step()
@@ -216,6 +223,26 @@ def test_a_clear_during_a_running_batch(harness):
     harness.snapshot("a", 3)
     harness.step()
     assert harness.seen("a") == [("cleared", 2), ("probabilities", 3)]
+
+
+def test_a_clear_of_the_running_snapshots_own_seq(harness):
+    """After `cleared` N, nothing for seq N either."""
+    harness.snapshot("a", 2)
+    harness.while_running.append(lambda: harness.batcher.clear("a", 2))
+    harness.step()
+    assert harness.seen("a") == [("cleared", 2)]
+
+
+def test_an_answer_carries_its_latency_and_is_measured(harness):
+    harness.predict("a", 1, SEVEN)
+    harness.snapshot("a", 2)
+    harness.step()
+    for event in ("probabilities", "prediction"):
+        assert 0 <= harness.last("a", event)["latency_ms"] < 10_000
+    registry = harness.metrics.registry
+    for kind in ("snapshot", "predict"):
+        count = registry.get_sample_value("digits_end_to_end_seconds_count", {"kind": kind})
+        assert count == 1, kind
 
 
 def test_a_clear_drops_the_pending_snapshot(harness):
@@ -589,3 +616,12 @@ def test_a_late_older_clear_keeps_the_newer_pending_snapshot(harness):
     harness.batcher.clear("a", 5)  # its handler ran after snapshot 7's
     harness.step()
     assert harness.seen("a") == [("cleared", 5), ("probabilities", 7)]
+
+
+def test_stop_ends_the_loop(classifier):
+    h = Harness(classifier)
+    loop = threading.Thread(target=h.batcher.run, daemon=True)
+    loop.start()
+    h.batcher.stop()
+    loop.join(10)
+    assert not loop.is_alive()

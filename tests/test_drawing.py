@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from server.drawing import MAX_SEQ, Drawing, Limits, PayloadError, parse_drawing
-from tests.images import crafted_png, data_url, encode, zero_rows
+from tests.images import base64_text, crafted_png, data_url, encode, zero_rows
 
 LINE = [[[10, 10], [10.5, 200]]]
 
@@ -205,7 +205,7 @@ def test_image_bytes_limit():
 def test_oversized_base64_refused_before_decoding():
     """Text longer than the base64 of MAX_IMAGE_BYTES is refused by its length alone: even
     text that is not base64 at all is `image_too_large`, never decoded into `bad_image`."""
-    limits = Limits(max_image_bytes=30)  # base64 of 30 bytes: at most 4 * (30 // 3 + 1) = 44
+    limits = Limits(max_image_bytes=31)  # base64 of 31 bytes: at most 4 * (31 // 3 + 1) = 44
     assert error_code({"seq": 1, "image": "!" * 45}, limits=limits) == "image_too_large"
     assert error_code({"seq": 1, "image": "!" * 44}, limits=limits) == "bad_image"  # decoded
     assert error_code({"seq": 1, "image": "A" * (4 * Limits().max_image_bytes)}) == (
@@ -218,6 +218,30 @@ def test_image_bytes_limit_after_decoding():
     limits = Limits(max_image_bytes=30)
     assert error_code({"seq": 1, "image": "A" * 44}, limits=limits) == "image_too_large"  # 33
     assert error_code({"seq": 1, "image": "A" * 40}, limits=limits) == "bad_image"  # 30 bytes
+
+
+def test_base64_with_stray_characters_is_bad_image():
+    """Strict base64: characters outside the alphabet are refused, not skipped."""
+    text = base64_text(small_png())
+    assert parse_drawing({"seq": 1, "image": text}).width == 64
+    for broken in (text[:8] + "!" + text[8:], text[:8] + "\n" + text[8:], " " + text):
+        assert error_code({"seq": 1, "image": broken}) == "bad_image"
+
+
+def test_a_data_url_of_another_type_is_refused_even_holding_an_image():
+    for head in ("data:text/plain;base64", "data:application/octet-stream;base64"):
+        assert error_code({"seq": 1, "image": f"{head},{base64_text(small_png())}"}) == (
+            "bad_image"
+        )
+
+
+def test_pixel_limit_is_exact():
+    """width x height at the limit passes the header check; one pixel more is refused."""
+    data = encode(Image.new("L", (10, 10)))
+    assert parse_drawing({"seq": 1, "image": data_url(data)}, Limits(max_image_pixels=100))
+    assert error_code({"seq": 1, "image": data_url(data)}, limits=Limits(max_image_pixels=99)) == (
+        "image_too_many_pixels"
+    )
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

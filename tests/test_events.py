@@ -132,6 +132,21 @@ def test_server_full_refuses_connection(app_factory):
     assert socketio.test_client(app).is_connected()  # the session was released
 
 
+def test_sessions_are_counted_per_client_address(app_factory):
+    app = app_factory(MAX_SESSIONS_PER_IP=1)
+    from server.events import Events
+
+    events = Events(app.extensions["digits"])
+    events.on_connect("first", {"REMOTE_ADDR": "10.0.0.1"})
+    events.on_connect("second", {"REMOTE_ADDR": "10.0.0.2"})  # another address: admitted
+    with pytest.raises(socketio_module.exceptions.ConnectionRefusedError) as refused:
+        events.on_connect("third", {"REMOTE_ADDR": "10.0.0.1"})
+    assert refused.value.error_args["data"]["code"] == "too_many_sessions"
+    events.on_disconnect("first")
+    events.on_connect("third", {"REMOTE_ADDR": "10.0.0.1"})  # released on disconnect
+    assert app.test_client().get("/healthz").json["sessions"] == 2
+
+
 def test_sessions_per_address_cap(app_factory):
     app = app_factory(MAX_SESSIONS_PER_IP=1)
     assert socketio.test_client(app).is_connected()
@@ -298,6 +313,8 @@ def test_same_picture():
     image = parse_drawing({"seq": 1, "image": canvas_data_url()})
     assert image.same_picture(parse_drawing({"seq": 2, "image": canvas_data_url()}))
     assert not image.same_picture(a) and not a.same_picture(image)
+    blank = parse_drawing({"seq": 1, "strokes": []})
+    assert not image.same_picture(blank) and not blank.same_picture(image)
     assert parse_drawing({"seq": 1, "strokes": []}).same_picture(Drawing(seq=None))
 
 
@@ -428,6 +445,36 @@ def test_an_error_goes_to_its_own_session_only(app, event, payload):
     assert packets(bystander, "error") == []
 
 
+@pytest.mark.parametrize("event", ["snapshot", "predict", "clear"])
+def test_an_undecodable_message_is_bad_payload(app, event):
+    """Text that is not JSON reaches the handler as an answerable event (server.wirejson)."""
+    client = socketio.test_client(app)
+    raw = f'2["{event}",{{"seq":1,"strokes":[[[1,2]]'  # a Socket.IO EVENT packet, cut short
+    socketio.server._handle_eio_message(client.eio_sid, raw + ", }]")
+    error = wait_for(client, "error")
+    assert error["code"] == "bad_payload" and error["message"] and error["seq"] is None
+    assert client.emit("predict", {"seq": 2, "strokes": ONE}, callback=True)["digit"] == 1
+
+
+@pytest.mark.parametrize("event", ["snapshot", "predict", "clear"])
+def test_a_handler_bug_answers_internal_with_the_seq(app, monkeypatch, event):
+    """A bug in a guarded handler costs that message an `internal` error, not the session."""
+    import server.events
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("handler bug")
+
+    client = socketio.test_client(app)
+    with monkeypatch.context() as patch:
+        patch.setattr(server.events, "parse_drawing", broken)
+        patch.setattr(server.events, "parse_seq", broken)
+        client.emit(event, {"seq": 7, "strokes": ONE})
+        error = wait_for(client, "error", 7)
+    assert error["code"] == "internal" and error["message"]
+    assert "handler bug" not in error["message"]
+    assert client.emit("predict", {"seq": 8, "strokes": ONE}, callback=True)["digit"] == 1
+
+
 def padded(size: int) -> dict:
     """An empty drawing whose JSON (compact, as the server measures it) is `size` bytes."""
     payload = {"seq": 1, "strokes": [], "pad": ""}
@@ -447,6 +494,15 @@ def test_payload_limit_is_exact(app_factory, event):
     answer = wait_for(client, "probabilities" if event == "snapshot" else "prediction", 1)
     assert answer["empty"] is True
     assert len(packets(client, "error")) == 1
+
+
+def test_binary_attachments_count_against_the_payload_limit(app_factory):
+    """A Socket.IO binary attachment counts as its length: it cannot slip past the limit."""
+    client = socketio.test_client(app_factory(MAX_PAYLOAD_BYTES=1000))
+    small = client.emit("predict", {"seq": 1, "strokes": [], "pad": b"x" * 900}, callback=True)
+    assert small["empty"] is True
+    big = client.emit("predict", {"seq": 2, "strokes": [], "pad": b"x" * 1001}, callback=True)
+    assert big["code"] == "payload_too_large"
 
 
 def test_undecodable_image_is_an_error_for_that_item_only(socket_client):

@@ -29,7 +29,7 @@ import pytest
 import socketio
 
 from scripts.loadtest import run_load
-from scripts.pen_replay import png_data_url, strokes_png, unipen_samples
+from scripts.pen_replay import unipen_samples
 from scripts.process_stats import ProcessSampler
 from server.batcher import Batcher, Hooks
 from server.config import Config
@@ -37,6 +37,7 @@ from server.drawing import Drawing
 from server.inference import Classifier
 from server.metrics import Metrics
 from tests.conftest import ROOT
+from tests.images import large_canvas_data_url
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(300)]
 
@@ -228,7 +229,9 @@ async def hog(url: str, deadline: float, counts: dict) -> None:
         sio = socketio.AsyncClient(reconnection=False)
         try:
             await sio.connect(url, transports=["websocket"], wait_timeout=WAIT_S)
-        except socketio.exceptions.ConnectionError:
+        except socketio.exceptions.ConnectionError as e:  # counted; the test asserts none
+            counts["hog_failures"] = counts.get("hog_failures", 0) + 1
+            counts["hog_failure"] = f"{type(e).__name__}: {e}"
             return None
         return sio
 
@@ -243,9 +246,7 @@ async def hog(url: str, deadline: float, counts: dict) -> None:
 
 async def abandon_predicts(url: str, deadline: float, counts: dict) -> None:
     """Connect, send predicts of a large canvas image, disconnect before the answers."""
-    size = 1024
-    line = [[size / 2, size / 8], [size / 2, size * 7 / 8]]
-    image = png_data_url(strokes_png([line], pen_px=size // 16, size=size))
+    image = large_canvas_data_url(1024)
     loop = asyncio.get_running_loop()
     cycles = 0
     while loop.time() < deadline and cycles < 1000:
@@ -293,6 +294,19 @@ def check_drawers(result: dict) -> None:
     assert result["answered"] > 0, result
 
 
+def check_crowd(counts: dict, crowd_up: bool) -> None:
+    """The hostile crowd was really there: every client ran, the hog held all its
+    connections (before the drawers started), the flooder flooded."""
+    assert counts.get("hog_connected") == HOGGED and "hog_failures" not in counts, counts
+    assert crowd_up, "the hog's connections were not up when the drawers started"
+    # At least one second's worth of flooding, and more than the server reads per second
+    # (MAX_MESSAGES_PER_S: 50): a floor that any machine meets, not a speed.
+    assert counts.get("flood_sent", 0) >= FLOOD_HZ, counts
+    assert counts.get("flood_answered", 0) > 0, counts
+    assert counts.get("never_reads_sent", 0) > 0, counts
+    assert counts.get("abandoned_predicts", 0) > 0, counts
+
+
 def test_drawers_keep_working_among_hostile_clients(live_server_factory, request):
     seconds = 30.0 if request.config.getoption("--slow") else PHASE_S
     server = live_server_factory(ASYNC_MODE="eventlet")
@@ -312,6 +326,7 @@ def test_drawers_keep_working_among_hostile_clients(live_server_factory, request
         deadline = time.monotonic() + WAIT_S  # the hog's connections are up
         while health(server.url)["sessions"] < HOGGED and time.monotonic() < deadline:
             time.sleep(0.2)
+        crowd_up = health(server.url)["sessions"] >= HOGGED  # before the drawers start
         loaded = asyncio.run(run_load(server.url, DRAWERS, seconds, samples=samples, seed=2))
         peak = sampler.rss_kb() / 1024
         counts = results.get(timeout=seconds + WAIT_S * 2)
@@ -320,6 +335,7 @@ def test_drawers_keep_working_among_hostile_clients(live_server_factory, request
         if crowd.is_alive():
             crowd.kill()
     assert "crashed" not in counts, counts
+    check_crowd(counts, crowd_up)
     check_drawers(loaded)
     assert server.proc.poll() is None, server.log()
     # Every hostile session is forgotten. The flooder left thousands of unread messages in

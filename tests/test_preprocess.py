@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -12,17 +13,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from server.drawing import Drawing, Limits, PayloadError, parse_drawing
 from server.preprocess import (
     BOX,
     image_to_input,
     render_strokes,
+    tiny_png,
     to_model_input,
     to_png_data_url,
 )
-from tests.images import data_url, encode, seven
+from tests.images import STYLES, data_url, encode, ink_image, seven
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PIXELS = Limits().max_image_pixels
@@ -265,3 +267,66 @@ def test_rendered_pen_digits_carry_as_much_ink_as_mnist():
     pen_mass = float(np.mean([render_strokes(samples[i]["strokes"]).sum() for i in picked]))
     print(json.dumps({"mnist_mean_ink": mnist_mass, "rendered_pen_mean_ink": pen_mass}))
     assert abs(pen_mass / mnist_mass - 1) < 0.1
+
+
+# --- exactly what the model sees ---------------------------------------------------------
+
+# sha256 (first 16 hex digits) of the float32 bytes of each input. The checks above allow
+# some slack (box size, centre of mass, tolerances between formats); these pin the exact
+# pixels, so that any change to preprocessing (the pen, simplification, dots, polarity,
+# resampling, placement) is deliberate: if it is, print the new digests and update them.
+GOLDEN = {
+    "strokes_seven": "14b90b359d7f40c4",
+    "strokes_spiral_zigzag_dots": "5fd314a30e69de70",
+    "strokes_tiny": "0cc530fee7b2e39e",
+    "image_seven_dark_on_light": "5e81c401685f990c",
+    "image_seven_light_on_dark": "5e81c401685f990c",
+    "image_seven_alpha": "5e81c401685f990c",
+    "image_small_grey": "d3395db9a1cefa5d",
+    "image_big_palette": "39b55c834e9452c7",
+}
+GOLDEN_PNG = {"to_png_data_url": "bcbbace199401c9d", "tiny_png": "a4403aa0fcde397f"}
+
+
+def golden_inputs() -> dict[str, np.ndarray | None]:
+    t = np.linspace(0, 2 * np.pi, 120)
+    spiral = np.stack([140 + 90 * np.cos(t) * t / 7, 140 + 90 * np.sin(t) * t / 7], 1)
+    zigzag = [[40 + 10 * i, 60 if i % 2 else 200] for i in range(20)]
+    small = Image.new("L", (12, 9))  # enlarged to fit the box
+    ImageDraw.Draw(small).line([(2, 1), (9, 7)], fill=200, width=2)
+    big = Image.new("L", (900, 700))  # shrunk, from a palette image
+    ImageDraw.Draw(big).ellipse((200, 100, 600, 650), outline=255, width=40)
+    inputs = {
+        "strokes_seven": render_strokes(SEVEN),
+        "strokes_spiral_zigzag_dots": render_strokes(
+            [spiral, zigzag, [[30, 30]], [[250, 250], [250, 250]]]
+        ),
+        "strokes_tiny": render_strokes([[[10, 10], [10.4, 10.3], [10.9, 10.1]]]),
+        "image_small_grey": image_to_input(encode(ink_image(small, "dark_on_light")), MAX_PIXELS),
+        "image_big_palette": image_to_input(
+            encode(ink_image(big, "alpha").quantize(32)), MAX_PIXELS
+        ),
+    }
+    for style in STYLES:
+        inputs[f"image_seven_{style}"] = image_to_input(encode(seven(style)), MAX_PIXELS)
+    return inputs
+
+
+def short_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_model_inputs_are_exactly_the_recorded_ones():
+    digests = {
+        name: short_digest(np.ascontiguousarray(x, np.float32).tobytes())
+        for name, x in golden_inputs().items()
+    }
+    assert digests == GOLDEN
+
+
+def test_the_shown_input_and_the_warm_up_image_are_exactly_the_recorded_ones():
+    shown = to_png_data_url(render_strokes(SEVEN[:1]))
+    assert {
+        "to_png_data_url": short_digest(shown.encode()),
+        "tiny_png": short_digest(tiny_png()),
+    } == (GOLDEN_PNG)
