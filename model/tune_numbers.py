@@ -20,6 +20,7 @@ import numpy as np
 from model.evaluate_numbers import ROOT, heldout_writers, load_numbers
 from server import segment
 from server.inference import Classifier
+from server.reading import read
 
 GRID = {  # each around server.segment's pick
     "DIGIT_BONUS": (0.0, 0.001, 0.01),
@@ -31,7 +32,9 @@ GRID = {  # each around server.segment's pick
 
 
 def _classified(numbers: Sequence[dict], classifier: Classifier) -> list[tuple]:
-    """(plan, log-probabilities of the best digit) per number, at the loosest settings."""
+    """(plan, log-probability of the best digit, what each candidate reads as) per number,
+    at the loosest settings. A candidate reads as "?" when an 11-output model's "not a
+    digit" passes its threshold, as the server answers it (server.reading)."""
     saved = segment.MAX_WIDTH
     segment.MAX_WIDTH = max(GRID["MAX_WIDTH"])
     try:
@@ -40,14 +43,18 @@ def _classified(numbers: Sequence[dict], classifier: Classifier) -> list[tuple]:
             plan = segment.candidates(n["strokes"])
             rows = classifier.predict(segment.render(plan, n["strokes"]))
             best = np.log(np.maximum(rows[:, : segment.NUM_DIGITS].max(axis=1), 1e-6))
-            digits = rows[:, : segment.NUM_DIGITS].argmax(axis=1)
-            out.append((plan, best.tolist(), digits.tolist()))
+            threshold = classifier.reject_threshold
+            digits = [
+                str(read(row, threshold).digit) if read(row, threshold).digit is not None else "?"
+                for row in rows
+            ]
+            out.append((plan, best.tolist(), digits))
         return out
     finally:
         segment.MAX_WIDTH = saved
 
 
-def _read(plan: segment.Plan, logp: list[float], digits: list[int]) -> str:
+def _read(plan: segment.Plan, logp: list[float], digits: list[str]) -> str:
     priors = [segment.geometric_prior(c.features) for c in plan.candidates]
     scores = [lp + (p or 0.0) for lp, p in zip(logp, priors, strict=True)]
     chosen = []
@@ -55,7 +62,7 @@ def _read(plan: segment.Plan, logp: list[float], digits: list[int]) -> str:
         allowed = [(i, cover) for i, cover in covers if priors[i] is not None]
         chosen += segment._exact_cover(allowed, scores)
     chosen.sort(key=lambda i: plan.candidates[i].box[0] + plan.candidates[i].box[2])
-    return "".join(str(digits[i]) for i in chosen)
+    return "".join(digits[i] for i in chosen)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
