@@ -343,17 +343,24 @@ class Batcher:
         return ticket
 
     def clear(self, sid: str, seq: int) -> None:
-        """Drop the pending snapshot; emit `cleared` so that nothing older follows it."""
+        """Drop the pending snapshot if it is older than the clear; emit `cleared` so that
+        nothing older follows it.
+
+        A pending snapshot NEWER than the clear stays: in threading mode each event's handler
+        runs in its own thread, so a clear can reach the batcher after the next drawing's
+        first snapshot, which is then the newest and must still be answered.
+        """
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 return
-            if session.pending is not None:
+            pending = session.pending
+            if pending is not None and pending.drawing.seq <= seq:
                 self._metrics.snapshots_coalesced.inc()
-            session.pending = None
-            session.answered = None  # the canvas is blank now: no predict will match it
+                session.pending = None
+                self._waiting.pop(sid, None)
+            session.answered = None  # the canvas was blank: no predict will match it
             session.number_outputs = None
-            self._waiting.pop(sid, None)
             session.floor = max(session.floor, seq)
             # Emitted under the lock: a running batch cannot slip an older answer in between.
             self._hooks.emit("cleared", protocol.cleared(seq), to=sid)
