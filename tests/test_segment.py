@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.evaluate_numbers import digits_of, heldout_writers, layout, load_numbers, read_ours
+from model.evaluate_numbers import FOLDS, digits_of, layout, load_numbers, read_ours
 from server import segment
 from server.inference import Classifier
 from server.protocol import PayloadError
@@ -109,12 +109,19 @@ def test_touching_digits_are_split(numbers: list[dict], classifier: Classifier) 
     assert right / len(twos) >= 0.85
 
 
-def test_dev_numbers_of_held_out_writers(numbers: list[dict], classifier: Classifier) -> None:
-    """Whole-number and stroke-partition accuracy on writers the model never saw (the first
-    150; the full figures are in model/numbers_card.json)."""
-    heldout = heldout_writers(numbers)
-    items = [n for n in numbers if n["writer"] in heldout][:150]
-    readings = read_ours([n["strokes"] for n in items], classifier)
+def test_dev_numbers_of_an_institution_the_model_never_saw(
+    numbers: list[dict], classifier: Classifier
+) -> None:
+    """Whole-number and stroke-partition accuracy on the first 150 apb numbers, read by the
+    fold model trained without apb (the served model has seen every dev writer; the full
+    figures are in model/numbers_card.json)."""
+    fold_path = FOLDS / "apb.tflite"
+    if not fold_path.is_file():
+        pytest.skip("no fold models (model/folds/)")
+    fold = Classifier.load(fold_path)
+    fold.reject_threshold = classifier.reject_threshold
+    items = [n for n in numbers if n["contributor"] == "apb"][:150]
+    readings = read_ours([n["strokes"] for n in items], fold)
     whole = np.mean([text == n["label"] for (text, _), n in zip(readings, items, strict=True)])
     partition = np.mean(
         [
@@ -122,7 +129,7 @@ def test_dev_numbers_of_held_out_writers(numbers: list[dict], classifier: Classi
             for (_, groups), n in zip(readings, items, strict=True)
         ]
     )
-    assert whole >= 0.93
+    assert whole >= 0.88  # 92.0% over all 547 apb numbers
     assert partition >= 0.94
 
 
