@@ -62,7 +62,9 @@ def check_probabilities(message: dict) -> None:
 def test_connect_sends_ready(socket_client, app):
     ready = wait_for(socket_client, "ready")
     assert ready["protocol"] == 2
-    assert set(ready["model"]) == {"name", "version", "test_accuracy"}
+    assert {"name", "version", "test_accuracy"} <= set(ready["model"])
+    if len(ready["model"]) > 3:  # a model with a "not a digit" output says from when
+        assert 0 < ready["model"]["not_a_digit_threshold"] < 1
     limits = ready["limits"]
     config = app.extensions["digits"].config
     assert limits["max_strokes"] == config.MAX_STROKES
