@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,38 +27,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from scripts.loadtest import run_load  # noqa: E402
-from tests.conftest import free_port, wait_healthy  # noqa: E402
+from tests.conftest import start_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ab_server.json"
 FIGURES = ("rtt_p50", "rtt_p95", "server_p50", "answered_per_s")
-
-
-def start(tree: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m server` from `tree` (its own code and model) on a free loopback port."""
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING"}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server"],
-            cwd=tree,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, proc)
-    return proc, url
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def measure(url: str, clients: int, seconds: float) -> dict:
@@ -94,15 +66,15 @@ def main() -> None:
         for r in range(args.rounds):
             order = ("A", "B") if r % 2 == 0 else ("B", "A")
             for side in order:
-                proc, url = start(sides[side], scratch / f"{side}.log")
+                server = start_server(scratch, cwd=sides[side], LOG_LEVEL="WARNING")
                 try:
-                    measure(url, 1, 2.0)  # warm-up, not recorded
+                    measure(server.url, 1, 2.0)  # warm-up, not recorded
                     for clients in crowds:
-                        figures = measure(url, clients, args.seconds)
+                        figures = measure(server.url, clients, args.seconds)
                         runs[side][clients].append(figures)
                         print(f"round {r + 1} {side} {clients:>4} drawers: {figures}")
                 finally:
-                    stop(proc)
+                    server.stop()
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
 

@@ -95,15 +95,18 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = STARTUP_TIME
     raise RuntimeError(f"server did not answer /healthz within {timeout} s")
 
 
-def start_server(tmp_dir: Path, port: int | None = None, **env: str) -> LiveServer:
-    """Start `python -m server` on 127.0.0.1; extra keyword arguments become env vars."""
+def start_server(
+    tmp_dir: Path, port: int | None = None, cwd: Path = ROOT, **env: str
+) -> LiveServer:
+    """Start `python -m server` on 127.0.0.1; extra keyword arguments become env vars.
+    `cwd` is the tree whose server and model run (bench/ab_server.py runs an older one)."""
     port = port or free_port()
     log_path = tmp_dir / f"server-{port}-{time.monotonic_ns()}.log"
     full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **env}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "server"],
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=log,
