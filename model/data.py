@@ -115,23 +115,28 @@ def record_to_strokes(record: dict) -> list[np.ndarray] | None:
     return out
 
 
-def load_unipen(path: str | os.PathLike | None = None) -> list[dict]:
-    """UNIPEN digits as canvas strokes: dicts with label, writer, contributor, strokes."""
+def _load_pen_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """Records of a UNIPEN .jsonl.gz as canvas strokes (noisy ones dropped), keeping `fields`
+    and a writer id qualified by contributor (names repeat across sites)."""
     samples = []
-    with gzip.open(unipen_path(path), "rt", encoding="utf-8") as f:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
         for line in f:
             record = json.loads(line)
             strokes = record_to_strokes(record)
             if strokes is None:
                 continue
-            samples.append(
-                {
-                    "label": int(record["label"]),
-                    "writer": f"{record['contributor']}/{record['writer']}",
-                    "contributor": record["contributor"],
-                    "strokes": strokes,
-                }
-            )
+            sample = {key: record[key] for key in fields}
+            sample["writer"] = f"{record['contributor']}/{record['writer']}"
+            sample["strokes"] = strokes
+            samples.append(sample)
+    return samples
+
+
+def load_unipen(path: str | os.PathLike | None = None) -> list[dict]:
+    """UNIPEN digits as canvas strokes: dicts with label, writer, contributor, strokes."""
+    samples = _load_pen_records(unipen_path(path), ("label", "contributor"))
+    for sample in samples:
+        sample["label"] = int(sample["label"])
     return samples
 
 
@@ -148,23 +153,7 @@ def load_nondigits(path: str | os.PathLike | None = None) -> list[dict]:
     way it would if a user drew it on the page. Dicts: label, category, writer,
     contributor, strokes.
     """
-    samples = []
-    with gzip.open(nondigits_path(path), "rt", encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            strokes = record_to_strokes(record)
-            if strokes is None:
-                continue
-            samples.append(
-                {
-                    "label": record["label"],
-                    "category": record["category"],
-                    "writer": f"{record['contributor']}/{record['writer']}",
-                    "contributor": record["contributor"],
-                    "strokes": strokes,
-                }
-            )
-    return samples
+    return _load_pen_records(nondigits_path(path), ("label", "category", "contributor"))
 
 
 def unipen_split(
