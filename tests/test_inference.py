@@ -62,7 +62,9 @@ def test_info_names_the_exact_model(classifier):
         "name": card["name"],
         "version": hashlib.sha256(MODEL.read_bytes()).hexdigest()[:12],
         "test_accuracy": card["mnist_test"]["accuracy"],
+        "not_a_digit_threshold": card["rejection"]["threshold"],
     }
+    assert classifier.reject_threshold == card["rejection"]["threshold"]
 
 
 def test_info_without_a_card(tmp_path):
