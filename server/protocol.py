@@ -92,15 +92,25 @@ def ready(model: Mapping[str, Any], limits: Mapping[str, Any]) -> dict:
 def probabilities(seq: int | None, reading: Reading, latency_s: float) -> dict:
     """The live answer to a snapshot: the verdict, the digit read (null unless the verdict
     is "digit"), its confidence, and the ten digit probabilities for the bars."""
-    answer: dict[str, Any] = {"seq": seq, "verdict": reading.verdict}
+    return {
+        "seq": seq,
+        **_reading(reading),
+        "empty": reading.digits is None,
+        "latency_ms": round(latency_s * 1000, 2),
+    }
+
+
+def _reading(reading: Reading) -> dict[str, Any]:
+    """A Reading on the wire, the same for a whole drawing and for one digit of a number."""
     if reading.digits is None:
-        answer.update(digit=None, confidence=None, probabilities=None, empty=True)
-    else:
-        p = np.round(reading.digits, PROBABILITY_DIGITS).tolist()
-        confidence = round(reading.confidence, PROBABILITY_DIGITS)
-        answer.update(digit=reading.digit, confidence=confidence, probabilities=p, empty=False)
-    answer["latency_ms"] = round(latency_s * 1000, 2)
-    return answer
+        nothing = {"digit": None, "confidence": None, "probabilities": None}
+        return {"verdict": reading.verdict, **nothing}
+    return {
+        "verdict": reading.verdict,
+        "digit": reading.digit,
+        "confidence": round(reading.confidence, PROBABILITY_DIGITS),
+        "probabilities": np.round(reading.digits, PROBABILITY_DIGITS).tolist(),
+    }
 
 
 def prediction(seq: int | None, reading: Reading, image: str | None, latency_s: float) -> dict:
@@ -147,18 +157,10 @@ def number_prediction(
 
 
 def _number_part(part: Part) -> dict:
-    reading = part.reading
-    confidence = (
-        None if reading.confidence is None else round(reading.confidence, PROBABILITY_DIGITS)
-    )
-    p = None if reading.digits is None else np.round(reading.digits, PROBABILITY_DIGITS)
     return {
         "box": [round(v, 1) for v in part.box],
         "strokes": list(part.strokes),
-        "verdict": reading.verdict,
-        "digit": reading.digit,
-        "confidence": confidence,
-        "probabilities": None if p is None else p.tolist(),
+        **_reading(part.reading),
     }
 
 
