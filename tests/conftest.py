@@ -188,3 +188,19 @@ def socket_client(app):
     yield test_client
     if test_client.is_connected():
         test_client.disconnect()
+
+
+class CountingClassifier:
+    """A real classifier that records the batch size of every predict call: tests check
+    that work is batched into ONE model call. No "not a digit" threshold, so readings are
+    plain argmax digits."""
+
+    reject_threshold = None
+
+    def __init__(self, classifier) -> None:
+        self.classifier = classifier
+        self.calls: list[int] = []
+
+    def predict(self, x):
+        self.calls.append(len(x))
+        return self.classifier.predict(x)

@@ -17,6 +17,7 @@ import pytest
 import socketio
 
 from model.data import load_unipen
+from model.strokes import point_prefix
 from server.config import Config
 from server.inference import Classifier
 from server.preprocess import render_strokes
@@ -75,18 +76,6 @@ def as_lists(strokes: list[np.ndarray]) -> list[list[list[float]]]:
     return [np.round(s, 1).tolist() for s in strokes]
 
 
-def prefix(strokes: list[np.ndarray], fraction: float) -> list[np.ndarray]:
-    """The first `fraction` of the points, as the pen drew them."""
-    budget = max(1, round(fraction * sum(len(s) for s in strokes)))
-    out = []
-    for stroke in strokes:
-        if budget <= 0:
-            break
-        out.append(stroke[:budget])
-        budget -= len(stroke)
-    return out
-
-
 @pytest.fixture(scope="module")
 def clear_digits() -> list[dict]:
     """Two real UNIPEN digits per class that the served model reads confidently offline."""
@@ -116,7 +105,7 @@ async def replay(url: str, index: int, sample: dict) -> tuple[Recorder, dict]:
     await recorder.connect(url)
     base = (index + 1) * 1000  # every client's seqs are distinct: cross-talk would show
     for step in range(1, STEPS + 1):
-        strokes = prefix(sample["strokes"], step / STEPS)
+        strokes = point_prefix(sample["strokes"], step / STEPS)
         await recorder.sio.emit("snapshot", {"seq": base + step, "strokes": as_lists(strokes)})
         await asyncio.sleep(0.02)
     await recorder.wait_for("probabilities", base + STEPS)  # the newest is always answered
@@ -147,8 +136,14 @@ def test_concurrent_sessions_get_their_own_answers(live_server, clear_digits):
         assert ack == prediction
         assert prediction["digit"] == sample["label"], f"client {index} drew {sample['label']}"
     # Disconnects leave no per-session state behind.
+    assert_idle(live_server.url)
+
+
+def assert_idle(url: str) -> None:
+    """Within WAIT_S, /healthz reports no session and no pending work: disconnects leave no
+    per-session state behind."""
     for _ in range(int(WAIT_S / 0.05)):
-        health = get_json(f"{live_server.url}/healthz")
+        health = get_json(f"{url}/healthz")
         if health["sessions"] == 0 and health["pending"] == 0:
             break
         time.sleep(0.05)
@@ -309,12 +304,7 @@ def test_racing_sessions_never_get_a_stale_answer(live_server):
                 assert data["empty"] is (racing_drawing(seq) == []), (index, event, data)
             floor = max(floor, seq)
         assert recorder.seqs("probabilities")[-1] == final
-    for _ in range(int(WAIT_S / 0.05)):
-        health = get_json(f"{live_server.url}/healthz")
-        if health["sessions"] == 0 and health["pending"] == 0:
-            break
-        time.sleep(0.05)
-    assert (health["sessions"], health["pending"]) == (0, 0)
+    assert_idle(live_server.url)
 
 
 def test_a_refused_connection_says_why(live_server_factory):

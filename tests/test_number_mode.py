@@ -19,6 +19,7 @@ from server.drawing import Drawing, parse_drawing
 from server.inference import Classifier
 from server.protocol import PayloadError
 from server.reading import NOTHING, Reading
+from tests.conftest import CountingClassifier
 from tests.test_live_server import WAIT_S, Recorder, as_lists
 
 BAR = [[140.0, 40.0], [140.0, 240.0]]
@@ -74,20 +75,12 @@ def test_the_same_strokes_in_another_mode_are_another_picture() -> None:
 def test_one_model_call_for_digits_and_numbers_together(
     classifier: Classifier, dev_numbers: list[dict]
 ) -> None:
-    calls = []
-
-    class Counting:
-        reject_threshold = None
-
-        def predict(self, x: np.ndarray) -> np.ndarray:
-            calls.append(len(x))
-            return classifier.predict(x)
-
+    counting = CountingClassifier(classifier)
     numbers = [Drawing(i, tuple(n["strokes"]), mode="number") for i, n in enumerate(dev_numbers)]
     drawings = [Drawing(10, (np.array(BAR),)), *numbers, Drawing(11, (), mode="number")]
-    batch = process(drawings, [False, True] + [False] * len(dev_numbers), Counting(), 10**6)
+    batch = process(drawings, [False, True] + [False] * len(dev_numbers), counting, 10**6)
     candidates = sum(len(segment.candidates(d.strokes).candidates) for d in numbers)
-    assert calls == [1 + candidates]
+    assert counting.calls == [1 + candidates]
     assert batch.results[0].reading.digit == 1 and batch.results[0].parts is None
     for result, number in zip(batch.results[1:-1], dev_numbers, strict=True):
         assert segment.number_text(result.parts) == number["label"]
@@ -102,21 +95,14 @@ def test_a_live_update_classifies_only_the_candidates_it_changed(
 ) -> None:
     """With the previous update's outputs, a new stroke costs only the candidates holding it;
     the reading is the same as computed from scratch."""
-    calls = []
-
-    class Counting:
-        reject_threshold = None
-
-        def predict(self, x: np.ndarray) -> np.ndarray:
-            calls.append(len(x))
-            return classifier.predict(x)
-
+    counting = CountingClassifier(classifier)
     strokes = tuple(dev_numbers[0]["strokes"])
     before = Drawing(1, strokes[:-1], mode="number")
     after = Drawing(2, strokes, mode="number")
-    first = process([before], [False], Counting(), 10**6).results[0]
-    cached = process([after], [True], Counting(), 10**6, caches=[first.cache]).results[0]
-    fresh = process([after], [True], Counting(), 10**6).results[0]
+    first = process([before], [False], counting, 10**6).results[0]
+    cached = process([after], [True], counting, 10**6, caches=[first.cache]).results[0]
+    fresh = process([after], [True], counting, 10**6).results[0]
+    calls = counting.calls
     total = len(segment.candidates(strokes).candidates)
     assert calls[1] < total == calls[2]
     assert calls[1] <= 2 * segment.MAX_RUN  # the runs that hold the newest stroke

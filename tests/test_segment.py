@@ -17,6 +17,7 @@ from model.evaluate_numbers import FOLDS, digits_of, layout, load_numbers, read_
 from server import segment
 from server.inference import Classifier
 from server.protocol import PayloadError
+from tests.conftest import CountingClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,19 +152,11 @@ def test_one_model_call_for_a_batch_of_drawings(
     numbers: list[dict], classifier: Classifier
 ) -> None:
     """Candidates of every drawing go through ONE predict call; segment never calls it."""
-    calls = []
-
-    class Counting:
-        reject_threshold = None
-
-        def predict(self, x: np.ndarray) -> np.ndarray:
-            calls.append(len(x))
-            return classifier.predict(x)
-
+    counting = CountingClassifier(classifier)
     batch = [n["strokes"] for n in numbers[:8]]
-    readings = read_ours(batch, Counting())  # type: ignore[arg-type]
-    assert len(calls) == 1
-    assert calls[0] == sum(len(segment.candidates(s).candidates) for s in batch)
+    readings = read_ours(batch, counting)  # type: ignore[arg-type]
+    assert len(counting.calls) == 1
+    assert counting.calls[0] == sum(len(segment.candidates(s).candidates) for s in batch)
     assert [text for text, _ in readings] == [text for text, _ in read_ours(batch, classifier)]
 
 
