@@ -65,8 +65,13 @@
   let parts = []; // number mode: the digits the server found, left to right (validated)
   let selectedPart = -1; // number mode: whose bars are shown (-1: the last one)
 
+  /** A colour of the current theme (style.css custom properties). */
+  function themeColor(name, fallback) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+  }
+
   function inkColor() {
-    return getComputedStyle(document.documentElement).getPropertyValue("--ink").trim() || "#111";
+    return themeColor("--ink", "#111");
   }
 
   function lineWidth() {
@@ -110,7 +115,8 @@
   /** Number mode: a faint box around each group of strokes the server read as one digit. */
   function drawBoxes() {
     if (mode !== "number" || !parts.length) return;
-    const accent = getComputedStyle(document.documentElement).getPropertyValue("--accent").trim();
+    const accent = themeColor("--accent", "#5b5bd6");
+    const bad = themeColor("--bad", "#d0463b");
     ctx.save();
     ctx.lineWidth = 1.5;
     ctx.setLineDash([5, 4]);
@@ -118,7 +124,7 @@
       const [x0, y0, x1, y1] = part.box;
       const pad = lineWidth() / 2 + 3;
       ctx.globalAlpha = i === shownPart() ? 0.8 : 0.35;
-      ctx.strokeStyle = part.verdict === "not_a_digit" ? "#d0463b" : accent || "#5b5bd6";
+      ctx.strokeStyle = part.verdict === "not_a_digit" ? bad : accent;
       ctx.strokeRect(x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad);
     });
     ctx.restore();

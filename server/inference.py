@@ -28,8 +28,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from server.preprocess import SIZE
+from server.reading import NUM_DIGITS
 
-NUM_DIGITS = 10
 # A model may add one more output after the ten digits: "not a digit" (model/train.py).
 OUTPUT_WIDTHS = (NUM_DIGITS, NUM_DIGITS + 1)
 MAX_CHUNK = 128
