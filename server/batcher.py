@@ -166,11 +166,12 @@ def process(
         results[i].reading = read(outputs[row], threshold)
     for number in numbers:
         number.finish(results[number.item], outputs, threshold)
+    rendered_by_item = {number.item: number.images for number in numbers}
     for i, (result, image) in enumerate(zip(results, with_image, strict=True)):
         if image and result.x is not None:
             result.image = to_png_data_url(result.x)
         if image and result.parts:
-            rendered = next((n.images for n in numbers if n.item == i), {})
+            rendered = rendered_by_item.get(i, {})
             strokes = drawings[i].strokes or ()
             result.part_images = [
                 to_png_data_url(_part_input(part, strokes, rendered)) for part in result.parts
