@@ -38,7 +38,7 @@ from server.drawing import NUMBER, Drawing
 from server.metrics import Metrics
 from server.preprocess import render_strokes, tiny_png, to_model_input, to_png_data_url
 from server.protocol import PayloadError, Refusal
-from server.reading import NOTHING, Reading, read
+from server.reading import NOTHING, Head, Reading
 
 log = logging.getLogger("server.batcher")
 
@@ -93,6 +93,7 @@ class Result:
     """What `process` made of one item: an answer, or a protocol error."""
 
     x: np.ndarray | None = None  # the 28x28 model input; None for an empty drawing
+    outputs: np.ndarray | None = None  # the model's row for it (digit mode): every head
     reading: Reading = NOTHING  # what the model says about it
     image: str | None = None  # PNG data URL of `x`, predicts only
     error: Refusal | None = None
@@ -114,7 +115,7 @@ class Batch:
 
 def process(
     drawings: Sequence[Drawing],
-    with_image: Sequence[bool],
+    final: Sequence[bool],
     classifier: Any,
     max_pixels: int,
     known: Sequence[Result | None] | None = None,
@@ -122,8 +123,10 @@ def process(
 ) -> Batch:
     """Preprocess every drawing and classify all inked ones in ONE call. Runs off the hub.
 
-    `known[i]`, when given, is an earlier result for the same picture as `drawings[i]`:
-    its input and reading are taken as they are (only the image is made). The verdict
+    `final[i]` marks a predict: its reading is the model's final head, and it gets the
+    model's input as a PNG; snapshots are read by the live head (the same call: a model with
+    two heads answers both in one row). `known[i]`, when given, is an earlier result for the
+    same picture as `drawings[i]`: its input and outputs are taken as they are. The verdict
     ("not a digit") comes from the same single model call, never a second pass.
 
     A number-mode drawing adds its candidate digits (server.segment) to that same call, but
@@ -135,12 +138,16 @@ def process(
     start = time.perf_counter()
     results = [Result() for _ in drawings]
     threshold = getattr(classifier, "reject_threshold", None)
+    final_head = Head(0, threshold)
+    heads = {True: final_head, False: getattr(classifier, "live", None) or final_head}
     inputs: list[np.ndarray] = []  # every image of the one model call, in order
     singles: list[tuple[int, int]] = []  # (item, row) of digit-mode drawings
     numbers: list[_Number] = []
     for i, drawing in enumerate(drawings):
         if known is not None and known[i] is not None:
             _copy_known(results[i], known[i])
+            if results[i].outputs is not None:  # a predict of what a snapshot answered
+                results[i].reading = heads[final[i]].read(results[i].outputs)
             continue
         try:
             if drawing.mode == NUMBER:
@@ -163,11 +170,12 @@ def process(
         outputs = classifier.predict(np.stack(inputs))
         batch.inference_s = time.perf_counter() - t
     for i, row in singles:
-        results[i].reading = read(outputs[row], threshold)
+        results[i].outputs = outputs[row]
+        results[i].reading = heads[final[i]].read(outputs[row])
     for number in numbers:
         number.finish(results[number.item], outputs, threshold)
     rendered_by_item = {number.item: number.images for number in numbers}
-    for i, (result, image) in enumerate(zip(results, with_image, strict=True)):
+    for i, (result, image) in enumerate(zip(results, final, strict=True)):
         if image and result.x is not None:
             result.image = to_png_data_url(result.x)
         if image and result.parts:
@@ -238,7 +246,8 @@ def _part_input(
 
 
 def _copy_known(result: Result, known: Result) -> None:
-    result.x, result.reading, result.parts = known.x, known.reading, known.parts
+    result.x, result.outputs, result.reading = known.x, known.outputs, known.reading
+    result.parts = known.parts
 
 
 @dataclass

@@ -13,7 +13,8 @@ split into chunks, which bounds the interpreter's activation memory (Config.MAX_
 batcher's items per batch, is a separate setting).
 
 Shapes come from the model file: the input field must be what server.preprocess renders
-(SIZE x SIZE), and the output is ten digits, optionally followed by "not a digit".
+(SIZE x SIZE), and the output is ten digits, optionally followed by "not a digit", or two
+such heads of eleven side by side: "final" then "live" (server.reading.Head).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from server.preprocess import SIZE
-from server.reading import NUM_DIGITS
+from server.reading import HEAD_WIDTH, NUM_DIGITS, Head
 
-# A model may add one more output after the ten digits: "not a digit" (model/train.py).
-OUTPUT_WIDTHS = (NUM_DIGITS, NUM_DIGITS + 1)
+# A model may add one more output after the ten digits, "not a digit", and a second such
+# head for live updates (model/train.py).
+OUTPUT_WIDTHS = (NUM_DIGITS, HEAD_WIDTH, 2 * HEAD_WIDTH)
 MAX_CHUNK = 128
 # Used when an 11-output model's card gives no threshold of its own (model/card.json
 # `rejection.threshold`, picked on writers held out by contributor).
@@ -45,7 +47,8 @@ class ModelLoadError(Exception):
 class Classifier:
     """Softmax outputs for batches of 28x28 float32 images in [0, 1], ink = 1.
 
-    Columns 0-9 are the digits; an 11-output model's column 10 is "not a digit".
+    Columns 0-9 are the digits; an 11-output model's column 10 is "not a digit"; a 22-output
+    model's columns 11-21 are its live head (`live`), which answers snapshots.
     """
 
     def __init__(self, interpreter: Interpreter, info: dict[str, Any]) -> None:
@@ -61,6 +64,9 @@ class Classifier:
         # Probability of "not a digit" from which a drawing is answered as one; None when the
         # model has no such output.
         self.reject_threshold: float | None = None
+        # The head that reads live updates: the final one (columns 0-10) unless the model
+        # has a live head of its own.
+        self.live = Head(0, None)
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_threads: int = 1) -> Classifier:
@@ -97,9 +103,15 @@ class Classifier:
                 f"expected one of {[(w,) for w in OUTPUT_WIDTHS]}"
             )
         if classifier.num_outputs > NUM_DIGITS:
-            threshold = card.get("rejection", {}).get("threshold")
-            classifier.reject_threshold = float(threshold or DEFAULT_REJECT_THRESHOLD)
-            classifier.info["not_a_digit_threshold"] = classifier.reject_threshold
+            rejection = card.get("rejection", {})
+            threshold = float(rejection.get("threshold") or DEFAULT_REJECT_THRESHOLD)
+            classifier.reject_threshold = threshold
+            classifier.info["not_a_digit_threshold"] = threshold
+            classifier.live = Head(0, threshold)
+        if classifier.num_outputs == 2 * HEAD_WIDTH:
+            live_threshold = float(rejection.get("live_threshold") or threshold)
+            classifier.live = Head(HEAD_WIDTH, live_threshold)
+            classifier.info["live_not_a_digit_threshold"] = live_threshold
         return classifier
 
     def predict(self, x: np.ndarray) -> np.ndarray:

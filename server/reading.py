@@ -6,6 +6,11 @@ Its probability is compared with a threshold picked on writers held out by contr
 scribbles get confident digit softmaxes too, which is why a trained class is needed. The ten
 digit probabilities are renormalised without it, so the bars always show the closest digits.
 A 10-output model never says "not a digit".
+
+A 22-output model has two such heads side by side (model/train.py): "final" (0-10) for
+Predict and numbers, and "live" (11-21), which also learned part-drawn digits, for the
+snapshots sent while the pen moves. Each has its own threshold; a `Head` says where a head's
+columns start in a row of outputs.
 """
 
 from __future__ import annotations
@@ -30,6 +35,18 @@ class Reading:
 
 
 NOTHING = Reading(EMPTY, None, None, None)
+HEAD_WIDTH = NUM_DIGITS + 1
+
+
+@dataclass(frozen=True)
+class Head:
+    first: int  # its first column in a row of model outputs
+    threshold: float | None  # its "not a digit" threshold; None: it never says so
+
+    def read(self, outputs: np.ndarray | None) -> Reading:
+        if outputs is None:
+            return NOTHING
+        return read(outputs[self.first : self.first + HEAD_WIDTH], self.threshold)
 
 
 def read(outputs: np.ndarray | None, reject_threshold: float | None) -> Reading:

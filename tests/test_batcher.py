@@ -17,12 +17,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from server import segment
 from server.batcher import Batcher, Hooks, Ticket
 from server.config import Config
 from server.drawing import Drawing
 from server.inference import Classifier
 from server.metrics import Metrics
 from server.protocol import Refusal
+from server.reading import HEAD_WIDTH, Head
+from tests.conftest import CountingClassifier
 from tests.images import encode, seven
 
 ONE = (np.array([[140.0, 40.0 + 4 * i] for i in range(50)]),)  # a vertical bar: a "1"
@@ -38,8 +41,8 @@ def classifier() -> Classifier:
     return Classifier.load(Config().model_path)
 
 
-def drawing(seq: int | None, strokes: tuple = ONE) -> Drawing:
-    return Drawing(seq=seq, strokes=strokes)
+def drawing(seq: int | None, strokes: tuple = ONE, mode: str = "digit") -> Drawing:
+    return Drawing(seq=seq, strokes=strokes, mode=mode)
 
 
 class Harness:
@@ -61,23 +64,25 @@ class Harness:
         if self.emit_hook is not None:
             self.emit_hook(event, to)
 
-    def _offload(self, fn, drawings, with_image, classifier, max_pixels, known):
+    def _offload(self, fn, drawings, final, classifier, max_pixels, known):
         self.batches.append(list(drawings))
         self.known.append(list(known))
         scheduled, self.while_running = self.while_running, []
         for action in scheduled:  # the batch is "running": other handlers get the lock
             action()
-        return fn(drawings, with_image, classifier, max_pixels, known)
+        return fn(drawings, final, classifier, max_pixels, known)
 
     def open(self, *sids: str) -> None:
         for sid in sids:
             self.batcher.open(sid, "127.0.0.1")
 
-    def snapshot(self, sid: str, seq: int, strokes: tuple = ONE) -> None:
-        self.batcher.submit_snapshot(sid, drawing(seq, strokes), time.monotonic())
+    def snapshot(self, sid: str, seq: int, strokes: tuple = ONE, mode: str = "digit") -> None:
+        self.batcher.submit_snapshot(sid, drawing(seq, strokes, mode), time.monotonic())
 
-    def predict(self, sid: str | None, seq: int | None, strokes: tuple = ONE) -> Ticket:
-        return self.batcher.submit_predict(sid, drawing(seq, strokes), time.monotonic())
+    def predict(
+        self, sid: str | None, seq: int | None, strokes: tuple = ONE, mode: str = "digit"
+    ) -> Ticket:
+        return self.batcher.submit_predict(sid, drawing(seq, strokes, mode), time.monotonic())
 
     def step(self, now: float = T0) -> list:
         """One iteration of the loop at time `now`: take what is due, run it, deliver."""
@@ -349,6 +354,124 @@ def test_an_empty_picture_is_reused_as_empty(harness):
     harness.step()
     assert harness.known[-1] != [None]
     assert ticket.answer["empty"] is True and ticket.answer["input"] is None
+
+
+# --- the verdict and number mode, through the loop -----------------------------------------
+
+LINE = (np.array([[60.0, 140.0], [220.0, 141.0]]),)  # a lone dash: not a digit
+# "17" written left to right: a bar at x=60, then a seven at x=300-460
+SEVENTEEN = (ONE[0] - [80.0, 0.0], *(stroke + [260.0, 0.0] for stroke in SEVEN))
+
+
+def test_the_classifiers_threshold_gives_the_verdict(classifier, harness):
+    """The served model's threshold (from its card) reaches the batch: no second pass."""
+    assert classifier.reject_threshold is not None
+    harness.snapshot("a", 1, LINE)
+    harness.step()
+    answer = harness.last("a", "probabilities")
+    assert (answer["verdict"], answer["digit"]) == ("not_a_digit", None)
+    assert len(answer["probabilities"]) == 10
+    ticket = harness.predict("a", 2, LINE)
+    harness.step()
+    assert (ticket.answer["verdict"], ticket.answer["digit"]) == ("not_a_digit", None)
+    assert ticket.answer["input"].startswith("data:image/png;base64,")
+
+
+class TwoHeads:
+    """A two-head model's row for every drawing (model/train.py): the final head reads a 7,
+    the live head, which learned part-drawn digits, a 2. Only what the batcher does with the
+    columns is under test, so the rows are fixed."""
+
+    reject_threshold = 0.9
+    live = Head(HEAD_WIDTH, 0.9)
+
+    def predict(self, x):
+        final, live = np.full(HEAD_WIDTH, 0.01), np.full(HEAD_WIDTH, 0.01)
+        final[7], live[2] = 0.9, 0.9
+        return np.tile(np.concatenate([final, live]), (len(x), 1)).astype(np.float32)
+
+
+def test_snapshots_are_read_by_the_live_head_and_predicts_by_the_final_head():
+    h = Harness(TwoHeads())
+    h.open("a")
+    h.snapshot("a", 1)
+    h.step()
+    assert h.last("a", "probabilities")["digit"] == 2
+    reused = h.predict("a", 2)  # the same picture: the snapshot's row, read by the final head
+    h.step()
+    assert h.known[-1][0] is not None and reused.answer["digit"] == 7
+    fresh = h.predict("a", 3, SEVEN)
+    h.step()
+    assert h.known[-1] == [None] and fresh.answer["digit"] == 7
+
+
+def test_a_number_snapshot_then_its_predict(harness):
+    harness.snapshot("a", 1, SEVENTEEN, "number")
+    harness.step()
+    live = harness.last("a", "probabilities")
+    assert (live["mode"], live["number"], live["verdict"]) == ("number", "17", "digit")
+    assert [d["strokes"] for d in live["digits"]] == [[0], [1, 2]]
+    assert "input" not in live["digits"][0]
+    ticket = harness.predict("a", 2, SEVENTEEN, "number")
+    harness.step()
+    assert harness.known[-1][0] is not None  # the live answer's reading, reused
+    final = ticket.answer
+    assert final == harness.last("a", "prediction") and final["number"] == "17"
+    assert [d["strokes"] for d in final["digits"]] == [[0], [1, 2]]
+    assert all(d["input"].startswith("data:image/png;base64,") for d in final["digits"])
+    assert final["digits"][0]["input"] != final["digits"][1]["input"]
+
+
+def test_a_number_part_that_is_not_a_digit_makes_the_number_null(harness):
+    harness.predict("a", 1, (ONE[0] - [80.0, 0.0], LINE[0] + [260.0, 0.0]), "number")
+    harness.step()
+    answer = harness.last("a", "prediction")
+    assert (answer["verdict"], answer["number"]) == ("not_a_digit", None)
+    assert [d["verdict"] for d in answer["digits"]] == ["digit", "not_a_digit"]
+
+
+def test_a_sessions_next_number_update_classifies_only_its_new_candidates(classifier):
+    counting = CountingClassifier(classifier)
+    h = Harness(counting)
+    h.open("a", "b")
+    h.snapshot("a", 1, SEVENTEEN[:2], "number")
+    h.step()
+    h.snapshot("a", 2, SEVENTEEN, "number")
+    h.snapshot("b", 1, SEVENTEEN, "number")  # another session: its own, empty cache
+    h.step()
+    everything = len(segment.candidates(SEVENTEEN).candidates)
+    with_cache = everything - len(segment.candidates(SEVENTEEN[:2]).candidates)
+    assert counting.calls[1] == with_cache + everything
+    assert h.last("a", "probabilities")["number"] == h.last("b", "probabilities")["number"]
+
+
+def test_a_closed_sessions_number_leaves_no_cache(harness):
+    session = harness.batcher._sessions["a"]
+    harness.snapshot("a", 1, SEVENTEEN, "number")
+    harness.while_running.append(lambda: harness.batcher.close("a"))
+    harness.step()
+    assert session.number_outputs is None and harness.answers == []
+
+
+def test_a_digit_snapshot_keeps_the_sessions_number_cache(harness):
+    harness.snapshot("a", 1, SEVENTEEN, "number")
+    harness.step()
+    cache = harness.batcher._sessions["a"].number_outputs
+    assert cache
+    harness.snapshot("a", 2)
+    harness.step()
+    assert harness.batcher._sessions["a"].number_outputs is cache
+
+
+def test_a_number_over_the_limits_is_refused_by_code(harness):
+    many = tuple(np.array([[10.0 * i, 0.0], [10.0 * i, 1.0]]) for i in range(33))
+    harness.snapshot("a", 1, many, "number")
+    harness.step()
+    assert harness.last("a", "error")["code"] == "too_many_strokes"
+    ticket = harness.predict("a", 2, many, "number")
+    harness.step()
+    assert ticket.answer["code"] == "too_many_strokes"
+    assert harness.stats()["pending"] == 0
 
 
 # --- predicts: always answered, in order, within limits ---------------------------------------

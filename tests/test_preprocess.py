@@ -276,6 +276,12 @@ def test_rendered_pen_digits_carry_as_much_ink_as_mnist():
 # pixels, so that any change to preprocessing (the pen, simplification, dots, polarity,
 # resampling, placement) is deliberate: if it is, print the new digests and update them.
 GOLDEN = {
+    "strokes_turns": "b67b7ec423536e59",
+    "strokes_dot_beside_a_stroke": "b8ae584d4f05c365",
+    "strokes_heaped_in_a_corner": "c7af798117585db3",
+    "image_half_ink_border": "bf89fee54027c368",
+    "image_opaque_rgba": "bf89fee54027c368",
+    "image_grey_alpha": "5e81c401685f990c",
     "strokes_seven": "14b90b359d7f40c4",
     "strokes_spiral_zigzag_dots": "5fd314a30e69de70",
     "strokes_tiny": "0cc530fee7b2e39e",
@@ -296,7 +302,27 @@ def golden_inputs() -> dict[str, np.ndarray | None]:
     ImageDraw.Draw(small).line([(2, 1), (9, 7)], fill=200, width=2)
     big = Image.new("L", (900, 700))  # shrunk, from a palette image
     ImageDraw.Draw(big).ellipse((200, 100, 600, 650), outline=255, width=40)
+    # Drawings that reach the numeric corners the ones above miss: sharp and gentle turns of
+    # three-point strokes, points closer than a raster pixel, a dot beside a stroke (the
+    # extent is the stroke's), ink heaped at one corner (placement clamps at the field's
+    # edge), and images whose border is half ink (the background is the border's median).
+    dense = [[100 + 0.05 * i, 100 + 0.03 * i * (i % 3)] for i in range(400)]
+    heap = [[200 + 6 * (i % 7), 230 + 5 * (i // 7)] for i in range(49)]
+    corner = Image.new("L", (40, 30), 230)
+    ImageDraw.Draw(corner).line([(0, 0), (39, 0)], fill=20, width=3)
+    ImageDraw.Draw(corner).line([(0, 0), (0, 29)], fill=20, width=3)
+    ImageDraw.Draw(corner).line([(8, 8), (30, 22)], fill=60, width=2)
     inputs = {
+        "strokes_turns": render_strokes(
+            [[[40, 200], [140, 40], [240, 200]], [[40, 250], [140, 240], [240, 250]], dense]
+        ),
+        "strokes_dot_beside_a_stroke": render_strokes([[[50, 50], [50, 200]], [[120, 120]]]),
+        "strokes_heaped_in_a_corner": render_strokes([[[20, 20], [250, 20], [250, 260]], heap]),
+        "image_half_ink_border": image_to_input(encode(corner), MAX_PIXELS),
+        "image_opaque_rgba": image_to_input(
+            encode(ink_image(corner, "dark_on_light").convert("RGBA")), MAX_PIXELS
+        ),
+        "image_grey_alpha": image_to_input(encode(seven("alpha").convert("LA")), MAX_PIXELS),
         "strokes_seven": render_strokes(SEVEN),
         "strokes_spiral_zigzag_dots": render_strokes(
             [spiral, zigzag, [[30, 30]], [[250, 250], [250, 250]]]
