@@ -28,6 +28,7 @@ import numpy as np
 from model import data, strokes
 from server.inference import Classifier
 from server.preprocess import render_strokes
+from server.reading import HEAD_WIDTH
 
 MODEL_NAME = "digits-cnn"
 LATENCY_RUNS = {1: 2000, 64: 200}  # batch size → timed calls (after warm-up)
@@ -44,7 +45,10 @@ TARGETS = {
     "batch1_median_ms": 0.3,
 }
 CONTRIBUTORS = ("apb", "ced", "imp", "tos")
-DIGIT_KEEP = 0.995  # the threshold keeps this share of held-out-contributor digits
+# The threshold keeps this share of held-out-contributor digits: the operating point that
+# meets both acceptance bounds (>= 98.5% of strangers' digits kept, <= 10% of non-digits
+# accepted) with room on each; at 99.5% kept, the false accepts were 10-20% per fold.
+DIGIT_KEEP = 0.99
 REPORTED_KEEPS = (0.99, 0.995)
 EVAL_SEED = 20261205  # probes and generated negatives: not the training seed
 GENERATED_PER_FOLD = 2_000
@@ -194,6 +198,12 @@ def settle_cuts(classifier: Classifier, samples: list[dict]) -> np.ndarray:
     return scores(classifier, cuts).reshape(len(samples), SETTLE_CUTS, -1)
 
 
+def live_columns(p: np.ndarray) -> np.ndarray:
+    """The live head's eleven columns of a two-head model's outputs (model/train.py), else
+    the outputs themselves: live updates are read by that head."""
+    return p[..., HEAD_WIDTH:] if p.shape[-1] == 2 * HEAD_WIDTH else p
+
+
 def settle_report(cuts: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     """After which share of its points each drawing's answer stays right to the end."""
     right = np.stack(
@@ -328,8 +338,20 @@ def loco_card(folds: dict, model_dir: Path) -> tuple[dict, dict]:
         ),
         "plot": "rejection_roc.png",
     }
+    cuts = np.concatenate([f["cuts"] for f in folds.values()])
+    settle_labels = np.concatenate([f["labels"] for f in folds.values()])
+    live = live_columns(cuts)
+    live_threshold = threshold
+    if live is not cuts:  # the live head's own threshold: the same keep rate, whole drawings
+        whole = live[:, -1, 10]
+        live_threshold = keep_threshold(whole[~np.isnan(whole)], DIGIT_KEEP)
+        rejection["live_threshold"] = round(live_threshold, 6)
+        rejection["live_rule"] = (
+            "live updates (snapshots) are read by the live head, p[11:22], with live_threshold:"
+            f" it keeps {DIGIT_KEEP:.1%} of the out-of-fold digits drawn whole"
+        )
 
-    per_contributor, probes, settle_labels, settle_cut_list = {}, {}, [], []
+    per_contributor, probes = {}, {}
     for name, f in folds.items():
         ok = ~np.isnan(f["digits"][:, 0])
         p, labels = f["digits"][ok], f["labels"][ok]
@@ -343,8 +365,6 @@ def loco_card(folds: dict, model_dir: Path) -> tuple[dict, dict]:
             q = q[~np.isnan(q[:, 0])]
             right, n = probes.get(probe, (0, 0))
             probes[probe] = (right + int(verdict_right(q, label, threshold).sum()), n + len(q))
-        settle_labels.append(f["labels"])
-        settle_cut_list.append(f["cuts"])
     n = sum(c["n"] for c in per_contributor.values())
     logs = {k: f["train_log"] for k, f in folds.items() if f["train_log"]}
     loco = {
@@ -370,9 +390,7 @@ def loco_card(folds: dict, model_dir: Path) -> tuple[dict, dict]:
             "(seed differs from training); real_7s is the anti-probe for continental 1s; "
             "accuracy = right digit and not rejected"
         ),
-        "settle": settle_report(
-            np.concatenate(settle_cut_list), np.concatenate(settle_labels), threshold
-        ),
+        "settle": settle_report(live, settle_labels, live_threshold),
     }
     return loco, rejection
 
@@ -460,7 +478,13 @@ def build_card(
             "sha256": data.file_sha256(tflite),
             "params": count_params(model_dir / "digits.keras"),
             "input": "float32 [N, 28, 28, 1] in [0, 1], ink = 1 (MNIST polarity)",
-            "output": "float32 [N, 11] softmax: digits 0-9, then 10 = not a digit",
+            "output": (
+                "float32 [N, 22]: two softmax heads of 11 (digits 0-9, then 'not a digit'); "
+                "0-10 'final' (Predict, numbers), 11-21 'live' (snapshots while drawing)"
+                if classifier.num_outputs == 2 * HEAD_WIDTH
+                else f"float32 [N, {classifier.num_outputs}] softmax: digits 0-9"
+                + (", then 10 = not a digit" if classifier.num_outputs > 10 else "")
+            ),
             "precision": "float32",
         },
         "training": {
@@ -529,6 +553,7 @@ def summary_rows(card: dict) -> list[tuple[str, str, str]]:
             "<= 5/8",
         ),
         ("'not a digit' threshold (p[10] >=)", f"{rej['threshold']:.4g}", ""),
+        ("  live head's threshold (p[21] >=)", f"{rej.get('live_threshold', 0):.4g}", ""),
         (
             "  held-out digits kept / non-digits answered as digit",
             f"{rej['digit_keep_rate']:.2%} / {rej['false_accept_rate']:.2%}",
@@ -539,7 +564,12 @@ def summary_rows(card: dict) -> list[tuple[str, str, str]]:
             f"{rej['false_accept_letters_symbols']:.2%} / {rej['false_accept_generated']:.2%}",
             "<= 10% / <= 2%",
         ),
-        ("  false accepts at 99% digits kept", f"{keep99['false_accept_rate']:.2%}", ""),
+        (
+            "  false accepts at 99% / 99.5% digits kept",
+            f"{keep99['false_accept_rate']:.2%} / "
+            f"{rej['at_digit_keep']['99.5%']['false_accept_rate']:.2%}",
+            "",
+        ),
         ("  AUROC (digits vs all non-digits)", f"{rej['auroc_all']:.4f}", ""),
         ("Model size", f"{card['model']['size_bytes'] / 1024:.0f} KiB", "<= 2 MiB"),
         ("Parameters", f"{card['model']['params'] or 0:,}", ""),

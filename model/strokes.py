@@ -51,7 +51,7 @@ CANVAS_HALF = 84.0  # generated shapes span +-1 unit = 60% of the 280 px canvas,
 STRAIGHT_RATIO = 0.12  # minor/major spread below this: a straight line
 PIECE_STRAIGHT_RATIO = 0.3  # letter pieces must be clearly curved or bent: not a 1
 PIECE_CLOSED = 0.3  # ends closer than this share of the size: a loop, maybe a 0
-PREFIX_RANGE = (0.55, 0.9)  # share of the ink length kept in a training prefix
+PREFIX_RANGE = (0.35, 0.95)  # share of the points kept in a training prefix (the live head)
 # Writer-to-writer variation, in pen space.
 MAX_ROTATION_DEG = 12.0
 MAX_SHEAR = 0.3  # slant
@@ -166,8 +166,9 @@ def point_prefix(strokes: Strokes, share: float) -> Strokes:
 
 
 def training_prefix(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
-    """A random PREFIX_RANGE prefix, or None if it is still a straight line (ambiguous)."""
-    cut = prefix(strokes, rng.uniform(*PREFIX_RANGE))
+    """A random PREFIX_RANGE prefix by points, as the page's live updates cut a drawing (a
+    pen samples in time), or None while it is still a straight line (ambiguous)."""
+    cut = point_prefix(strokes, rng.uniform(*PREFIX_RANGE))
     return None if not cut or is_straight(cut) else cut
 
 

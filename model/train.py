@@ -12,10 +12,17 @@ by the same code that renders browser strokes.
 
 Output 10 is "not a digit": UNIPEN letters and symbols (minus those people read as digits,
 see model/strokes.py) and generated scribbles, shapes, dots and dashes. The pen strokes
-also teach styles MNIST lacks (slashed 0, continental 1, crossed 7, ...) and drawings cut
-part way, so the live answer settles early. --holdout-contributor leaves one UNIPEN
-contributor's digits and letters out entirely: model.evaluate tests each such fold on the
-contributor it never saw (writers from an unseen institution, as in production).
+also teach styles MNIST lacks (slashed 0, continental 1, crossed 7, ...).
+
+Two heads share the network: "final" (outputs 0-10) answers Predict and reads numbers;
+"live" (outputs 11-21) answers the snapshots sent while the pen moves, and alone also learns
+drawings cut part way, labelled with the digit being drawn, so the live bars settle early. A
+part-drawn 2 is a 7's shape: taught to one shared head, such prefixes cost the final answer
+0.6 points of MNIST; a head of their own keeps them away from it, for one more 96x11 layer.
+
+--holdout-contributor leaves one UNIPEN contributor's digits and letters out entirely:
+model.evaluate tests each such fold on the contributor it never saw (writers from an unseen
+institution, as in production).
 
 Writes digits.keras, digits.tflite and train_log.json (history, wall time, data
 hashes) into --out; model.evaluate turns these into the model card.
@@ -40,7 +47,8 @@ from model import data, strokes  # noqa: E402
 from server.preprocess import PEN_WIDTH, render_strokes  # noqa: E402
 
 SEED = 20260528
-NUM_CLASSES = 11  # digits 0-9, then strokes.NOT_A_DIGIT
+NUM_CLASSES = 11  # digits 0-9, then strokes.NOT_A_DIGIT; per head
+HEADS = ("final", "live")  # served side by side: outputs 0-10, then 11-21
 INPUT_SHAPE = (28, 28, 1)
 DENSE_UNITS = 96  # a little wider than the ten-digit model: one more job to learn
 VALIDATION_SIZE = 5_000  # held out of the 60k MNIST training images
@@ -57,11 +65,7 @@ STYLE_COPIES = 1
 # MNIST images per epoch, as copies of the training split (each copy augmented differently).
 # With one copy the pen strokes and negatives were half the mix and MNIST test fell to 99.35%.
 MNIST_COPIES = 2
-PREFIXES = 2
-# A prefix is weak evidence: a 2 cut before its base is a 7's shape. Full weight taught such
-# shapes as the digit being drawn and cost MNIST 0.6 points (7->2, 2->3, 9->4); at this
-# weight the live answer still learns to anticipate, and the final answer keeps its accuracy.
-PREFIX_WEIGHT = 0.3
+PREFIXES = 3  # drawings cut part way (strokes.training_prefix): the live head's alone
 GENERATED_NEGATIVES = 6_000
 PEN_WIDTH_RANGE = (2.0, 3.0)  # output pixels; the server draws at its default, people vary
 
@@ -100,8 +104,13 @@ def build_model() -> keras.Model:
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="digits_cnn")
+    heads = [layers.Dense(NUM_CLASSES, activation="softmax", name=head)(x) for head in HEADS]
+    return keras.Model(inputs, layers.Concatenate(name="served")(heads), name="digits_cnn")
+
+
+def training_view(model: keras.Model) -> keras.Model:
+    """The same layers with the heads apart, so each gets its own labels' loss weights."""
+    return keras.Model(model.input, {head: model.get_layer(head).output for head in HEADS})
 
 
 def random_affine(images: tf.Tensor) -> tf.Tensor:
@@ -139,16 +148,19 @@ def random_thickness(images: tf.Tensor) -> tf.Tensor:
     return tf.where(u < thin_odds, thinner, tf.where(u < thin_odds + keep_odds, images, thicker))
 
 
-def augment(
-    images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def augment(images: tf.Tensor, labels: dict, weights: dict) -> tuple[tf.Tensor, dict, dict]:
     return tf.clip_by_value(random_affine(random_thickness(images)), 0.0, 1.0), labels, weights
+
+
+Weights = tuple[float, float]  # loss weight for the final and the live head
+BOTH: Weights = (1.0, 1.0)
+LIVE_ONLY: Weights = (0.0, 1.0)
 
 
 def stroke_items(
     digits: list[dict], nondigits: list[dict], rng: np.random.Generator
-) -> list[tuple[list[np.ndarray], int, float, float]]:
-    """(strokes, label, pen width, loss weight) to render: digits, styles, prefixes,
+) -> list[tuple[list[np.ndarray], int, float, Weights]]:
+    """(strokes, label, pen width, head weights) to render: digits, styles, prefixes,
     negatives.
 
     Kept as strokes until rendering, so a smoke run renders only what it samples.
@@ -157,26 +169,26 @@ def stroke_items(
     items = []
     for s in digits:
         label = s["label"]
-        items.append((s["strokes"], label, PEN_WIDTH, 1.0))
+        items.append((s["strokes"], label, PEN_WIDTH, BOTH))
         items += [
-            (strokes.distort(s["strokes"], rng), label, width(), 1.0)
+            (strokes.distort(s["strokes"], rng), label, width(), BOTH)
             for _ in range(DISTORTED_COPIES)
         ]
         for style in strokes.STYLES.get(label, ()):
             for _ in range(STYLE_COPIES):
-                items.append((strokes.distort(style(s["strokes"], rng), rng), label, width(), 1.0))
+                items.append((strokes.distort(style(s["strokes"], rng), rng), label, width(), BOTH))
         for _ in range(PREFIXES):
             cut = strokes.training_prefix(strokes.distort(s["strokes"], rng), rng)
             if cut is not None:
-                items.append((cut, label, width(), PREFIX_WEIGHT))
+                items.append((cut, label, width(), LIVE_ONLY))
     letters = [s["strokes"] for s in nondigits]
-    items += [(strokes.distort(x, rng), strokes.NOT_A_DIGIT, width(), 1.0) for x in letters]
+    items += [(strokes.distort(x, rng), strokes.NOT_A_DIGIT, width(), BOTH) for x in letters]
     generated = strokes.generated_negatives(GENERATED_NEGATIVES, rng, letters)
-    items += [(x, strokes.NOT_A_DIGIT, width(), 1.0) for _, x in generated]
+    items += [(x, strokes.NOT_A_DIGIT, width(), BOTH) for _, x in generated]
     return items
 
 
-def pen_data(args, holdout: str | None) -> list[tuple[list[np.ndarray], int, float, float]]:
+def pen_data(args, holdout: str | None) -> list[tuple[list[np.ndarray], int, float, Weights]]:
     """UNIPEN digits of every contributor but `holdout`, and their non-lookalike letters."""
     digits = [s for s in data.load_unipen(args.unipen) if s["contributor"] != holdout]
     nondigits = [
@@ -190,7 +202,7 @@ def pen_data(args, holdout: str | None) -> list[tuple[list[np.ndarray], int, flo
 
 def training_data(args) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]:
     """MNIST train minus a validation slice, plus rendered UNIPEN strokes and negatives:
-    ((x, y, loss weight), (x_val, y_val))."""
+    ((x, y, final head weight, live head weight), (x_val, y_val))."""
     (x, y), _ = data.load_mnist(args.data)
     order = np.random.default_rng(SEED).permutation(len(x))
     x, y = x[order].astype(np.float32) / 255.0, y[order]
@@ -211,14 +223,14 @@ def training_data(args) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, np.nd
     print(f"pen strokes: {len(rendered)} renderings of {len(items)} items")
     x_train = np.tile(x_train[mnist_keep], (MNIST_COPIES, 1, 1))
     y_train = np.tile(y_train[mnist_keep], MNIST_COPIES)
-    w_train = np.ones(len(x_train), np.float32)
+    w_train = np.ones((len(x_train), len(HEADS)), np.float32)
     if rendered:
         x_train = np.concatenate([x_train, np.stack([image for image, _, _ in rendered])])
         y_pen = np.array([label for _, label, _ in rendered], dtype=np.uint8)
         y_train = np.concatenate([y_train, y_pen])
-        w_pen = np.array([weight for _, _, weight in rendered], dtype=np.float32)
+        w_pen = np.array([weights for _, _, weights in rendered], dtype=np.float32)
         w_train = np.concatenate([w_train, w_pen])
-    return (x_train[..., None], y_train, w_train), (x_val[..., None], y_val)
+    return (x_train[..., None], y_train, *w_train.T), (x_val[..., None], y_val)
 
 
 def export_tflite(model: keras.Model, path: Path) -> None:
@@ -245,11 +257,14 @@ def main() -> None:
     keras.utils.set_random_seed(SEED)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train, w_train), (x_val, y_val) = training_data(args)
+    (x_train, y_train, w_final, w_live), (x_val, y_val) = training_data(args)
     print(f"train {x_train.shape}, validation {x_val.shape}")
 
+    per_head = lambda final, live: {"final": final, "live": live}  # noqa: E731
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train, w_train))
+        tf.data.Dataset.from_tensor_slices(
+            (x_train, per_head(y_train, y_train), per_head(w_final, w_live))
+        )
         .shuffle(len(x_train), seed=SEED)
         .batch(BATCH_SIZE)
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
@@ -263,28 +278,28 @@ def main() -> None:
         0.0, steps, warmup_target=PEAK_LEARNING_RATE, warmup_steps=steps // 20
     )
     model = build_model()
-    model.compile(
+    trainer = training_view(model)
+    trainer.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss={head: "sparse_categorical_crossentropy" for head in HEADS},
+        metrics={head: ["accuracy"] for head in HEADS},
     )
     model.summary()
     start = time.perf_counter()
-    history = model.fit(
+    history = trainer.fit(
         train_ds,
         epochs=args.epochs,
-        validation_data=(x_val, y_val),
+        validation_data=(x_val, per_head(y_val, y_val)),
         verbose=2,
     )
     train_seconds = time.perf_counter() - start
 
-    val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0)
-    print(f"validation accuracy {val_acc:.4%} (loss {val_loss:.4f}), {train_seconds:.0f} s")
-    # A fresh uncompiled copy: without the optimizer's moments the file is ~3x smaller.
-    inference_model = build_model()
-    inference_model.set_weights(model.get_weights())
-    inference_model.save(out / "digits.keras")
-    export_tflite(inference_model, out / "digits.tflite")
+    val = trainer.evaluate(x_val, per_head(y_val, y_val), verbose=0, return_dict=True)
+    val_acc = val["final_accuracy"]
+    print(f"validation accuracy {val_acc:.4%} (final head), {train_seconds:.0f} s")
+    # The served model was never compiled (the trainer was): no optimizer state is saved.
+    model.save(out / "digits.keras")
+    export_tflite(model, out / "digits.tflite")
     data_sha256 = data.mnist_sha256(args.data)
     if not args.no_unipen:
         for path in (data.unipen_path(args.unipen), data.nondigits_path(args.nondigits)):

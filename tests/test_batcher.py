@@ -264,6 +264,12 @@ def test_a_clear_drops_the_pending_snapshot(harness):
     assert harness.seen("a") == [("cleared", 2), ("cleared", 3), ("probabilities", 4)]
 
 
+def test_a_clear_of_the_pending_snapshots_own_seq_drops_it(harness):
+    harness.snapshot("a", 3)
+    harness.batcher.clear("a", 3)
+    assert harness.stats()["pending"] == 0 and harness.step() == []
+
+
 def test_an_older_clear_does_not_lower_the_floor(harness):
     harness.snapshot("a", 5)
     harness.step()
@@ -276,15 +282,18 @@ def test_an_older_clear_does_not_lower_the_floor(harness):
 
 
 def test_a_predict_of_the_last_answered_picture_reuses_its_result(harness):
+    harness.open("b")
     harness.snapshot("a", 1, SEVEN)
     harness.step()
-    snapshot = harness.last("a", "probabilities")
     harness.predict("a", 2, SEVEN)
     harness.step()
     assert harness.known[-1][0] is not None  # the snapshot's input and output, reused
-    same = harness.last("a", "prediction")
-    assert same["probabilities"] == snapshot["probabilities"]
-    assert same["input"].startswith("data:image/png;base64,")
+    harness.predict("b", 1, SEVEN)  # the same picture in another session: computed
+    harness.step()
+    assert harness.known[-1] == [None]
+    reused, computed = harness.last("a", "prediction"), harness.last("b", "prediction")
+    assert {**reused, "seq": 0, "latency_ms": 0} == {**computed, "seq": 0, "latency_ms": 0}
+    assert reused["input"].startswith("data:image/png;base64,")
     harness.predict("a", 3, ONE)  # another picture: computed
     harness.step()
     assert harness.known[-1] == [None]
@@ -409,14 +418,20 @@ def test_a_number_snapshot_then_its_predict(harness):
     harness.snapshot("a", 1, SEVENTEEN, "number")
     harness.step()
     live = harness.last("a", "probabilities")
-    assert (live["mode"], live["number"], live["verdict"]) == ("number", "17", "digit")
+    assert (live["seq"], live["mode"], live["number"], live["verdict"]) == (
+        1,
+        "number",
+        "17",
+        "digit",
+    )
     assert [d["strokes"] for d in live["digits"]] == [[0], [1, 2]]
     assert "input" not in live["digits"][0]
     ticket = harness.predict("a", 2, SEVENTEEN, "number")
     harness.step()
     assert harness.known[-1][0] is not None  # the live answer's reading, reused
     final = ticket.answer
-    assert final == harness.last("a", "prediction") and final["number"] == "17"
+    assert final == harness.last("a", "prediction")
+    assert (final["seq"], final["number"]) == (2, "17")
     assert [d["strokes"] for d in final["digits"]] == [[0], [1, 2]]
     assert all(d["input"].startswith("data:image/png;base64,") for d in final["digits"])
     assert final["digits"][0]["input"] != final["digits"][1]["input"]

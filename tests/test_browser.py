@@ -133,6 +133,7 @@ def digits() -> dict[int, list[np.ndarray]]:
         pytest.skip("model/digits.tflite has not been built")
     from server.inference import Classifier
     from server.preprocess import render_strokes
+    from server.reading import NUM_DIGITS
 
     classifier = Classifier.load(MODEL)
     candidates: dict[int, list[list[np.ndarray]]] = {d: [] for d in range(10)}
@@ -143,7 +144,7 @@ def digits() -> dict[int, list[np.ndarray]]:
     picks = {}
     for digit, bucket in candidates.items():
         probabilities = classifier.predict(np.stack([render_strokes(s) for s in bucket]))
-        clear = np.flatnonzero(probabilities.argmax(axis=1) == digit)
+        clear = np.flatnonzero(probabilities[:, :NUM_DIGITS].argmax(axis=1) == digit)
         best = max(clear, key=lambda i: probabilities[i, digit], default=None)
         first = next((i for i in clear if probabilities[i, digit] >= CLEAR_CONFIDENCE), best)
         if first is not None:

@@ -293,16 +293,15 @@ def test_predict_of_the_last_answered_picture_reuses_its_result(socket_client, m
     monkeypatch.setattr(server.batcher, "to_model_input", counting)
     strokes = [[[140, 40 + 4 * i] for i in range(50)], [[120, 60], [160, 60]]]
     socket_client.emit("snapshot", {"seq": 1, "strokes": strokes})
-    snapshot = wait_for(socket_client, "probabilities", 1)
+    wait_for(socket_client, "probabilities", 1)
     same = socket_client.emit("predict", {"seq": 2, "strokes": strokes}, callback=True)
-    assert same["probabilities"] == snapshot["probabilities"]
     assert same["input"].startswith("data:image/png;base64,")
     other = socket_client.emit("predict", {"seq": 3, "strokes": strokes[:1]}, callback=True)
-    assert other["probabilities"] != snapshot["probabilities"]
+    assert other["probabilities"] != same["probabilities"]
     socket_client.emit("clear", {"seq": 4})
     wait_for(socket_client, "cleared", 4)
     again = socket_client.emit("predict", {"seq": 5, "strokes": strokes}, callback=True)
-    assert again["probabilities"] == snapshot["probabilities"]
+    assert again["probabilities"] == same["probabilities"]  # reused = computed again
     assert again["input"] == same["input"]
     assert preprocessed == [1, 3, 5]  # 2 reused 1's result; a clear forgets it
 
@@ -466,15 +465,19 @@ def test_a_handler_bug_answers_internal_with_the_seq(app, monkeypatch, event):
     def broken(*args, **kwargs):
         raise RuntimeError("handler bug")
 
-    client = socketio.test_client(app)
+    client, bystander = socketio.test_client(app), socketio.test_client(app)
+    bystander.get_received()
     with monkeypatch.context() as patch:
         patch.setattr(server.events, "parse_drawing", broken)
         patch.setattr(server.events, "parse_seq", broken)
         client.emit(event, {"seq": 7, "strokes": ONE})
         error = wait_for(client, "error", 7)
+        client.emit(event)  # no payload at all: still an answer, without a seq
+        wait_for(client, "error", None)
     assert error["code"] == "internal" and error["message"]
     assert "handler bug" not in error["message"]
     assert client.emit("predict", {"seq": 8, "strokes": ONE}, callback=True)["digit"] == 1
+    assert bystander.get_received() == []  # the error went to its session only
 
 
 def padded(size: int) -> dict:

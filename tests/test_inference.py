@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from server.inference import MAX_CHUNK, Classifier, ModelLoadError
+from server.reading import HEAD_WIDTH, Head
 
 MODEL = Path(__file__).resolve().parent.parent / "model" / "digits.tflite"
 
@@ -30,10 +31,12 @@ def images() -> np.ndarray:
 def test_predict_returns_probabilities(classifier, images, n, channel):
     x = images[:n, ..., None] if channel else images[:n]
     p = classifier.predict(x)
-    assert p.shape == (n, classifier.num_outputs) and classifier.num_outputs in (10, 11)
+    assert p.shape == (n, classifier.num_outputs) and classifier.num_outputs in (10, 11, 22)
     assert p.dtype == np.float32
     assert np.all(p >= 0)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    width = HEAD_WIDTH if classifier.num_outputs == 2 * HEAD_WIDTH else classifier.num_outputs
+    heads = p.reshape(n, classifier.num_outputs // width, width)
+    np.testing.assert_allclose(heads.sum(axis=2), 1.0, atol=1e-5)  # each head is a softmax
 
 
 def test_batching_does_not_change_answers(classifier, images):
@@ -63,8 +66,10 @@ def test_info_names_the_exact_model(classifier):
         "version": hashlib.sha256(MODEL.read_bytes()).hexdigest()[:12],
         "test_accuracy": card["mnist_test"]["accuracy"],
         "not_a_digit_threshold": card["rejection"]["threshold"],
+        "live_not_a_digit_threshold": card["rejection"]["live_threshold"],
     }
     assert classifier.reject_threshold == card["rejection"]["threshold"]
+    assert classifier.live == Head(HEAD_WIDTH, card["rejection"]["live_threshold"])
 
 
 def test_info_without_a_card(tmp_path):

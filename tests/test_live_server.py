@@ -21,6 +21,7 @@ from model.strokes import point_prefix
 from server.config import Config
 from server.inference import Classifier
 from server.preprocess import render_strokes
+from server.reading import NUM_DIGITS
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
 
@@ -90,7 +91,8 @@ def clear_digits() -> list[dict]:
         probabilities = classifier.predict(np.stack([x for _, x in keep]))
         for (sample, _), p in zip(keep, probabilities, strict=True):
             label = sample["label"]
-            if int(np.argmax(p)) == label and p[label] >= CONFIDENT and len(chosen[label]) < 2:
+            digits = p[:NUM_DIGITS]  # the final head's
+            if int(np.argmax(digits)) == label and p[label] >= CONFIDENT and len(chosen[label]) < 2:
                 chosen[label].append(sample)
         if all(len(chosen[d]) == 2 for d in range(10)):
             break

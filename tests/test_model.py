@@ -15,17 +15,20 @@ import numpy as np
 import pytest
 
 from model import data
+from model.strokes import point_prefix
 from server.inference import Classifier
-from server.reading import read
+from server.preprocess import render_strokes
+from server.reading import Head, read
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "model"
-# Regression floors for the committed model, not the issues' targets: the 11-output model
-# measures 99.40% served (a reject is an error) and 99.46% argmax over the digits, short of
-# the 99.5% / 99.6% targets (model/card.json, README); a model below these floors is worse
-# than the one shipped.
-MNIST_TARGET = 0.993  # served verdicts: a reject is an error
-MNIST_DIGIT_TARGET = 0.994  # argmax over the ten digit columns
+# Regression floors for the committed model, not the issues' targets: the two-head model
+# measures 99.27% served (a reject is an error; 36 rejected at the threshold that keeps 99% of
+# held-out contributors' digits) and 99.55% argmax over the digits, short of the 99.5% /
+# 99.6% targets (model/card.json, README); a model below these floors is worse than the one
+# shipped.
+MNIST_TARGET = 0.992  # served verdicts of the final head: a reject is an error
+MNIST_DIGIT_TARGET = 0.995  # argmax over the final head's ten digit columns
 NOT_A_DIGIT = 10
 
 
@@ -53,7 +56,7 @@ def test_served_model_reaches_target_on_official_test_set(
     x, y = mnist_test
     p = tflite_probabilities
     assert len(y) == 10_000
-    assert p.shape == (10_000, 11)
+    assert p.shape == (10_000, 22)  # the final head, then the live head
     # What the server answers (server.reading): "not a digit" exactly when p[10] >= threshold.
     readings = [read(row, threshold) for row in p]
     served = float(np.mean([r.digit == label for r, label in zip(readings, y, strict=True)]))
@@ -64,6 +67,27 @@ def test_served_model_reaches_target_on_official_test_set(
 
 def test_card_has_a_rejection_threshold(threshold):
     assert 0 < threshold < 1
+
+
+def test_the_live_head_reads_part_drawn_digits_better_than_the_final_head():
+    """What the second head is for: the drawing cut after 5/8 of its points (what a live
+    update sends) is read right more often by the live head, and the drawing whole by both.
+    Dev writers (training data of the served model): a contract of the heads, not a figure."""
+    try:
+        samples = data.load_unipen()[::20]
+    except FileNotFoundError:
+        pytest.skip("UNIPEN data not available")
+    classifier = Classifier.load(MODEL_DIR / "digits.tflite")
+    labels = np.array([s["label"] for s in samples])
+
+    def right(share: float, head) -> float:
+        x = np.stack([render_strokes(point_prefix(s["strokes"], share)) for s in samples])
+        digits = [head.read(row).digit for row in classifier.predict(x)]
+        return float(np.mean(np.array(digits) == labels))
+
+    final = Head(0, classifier.reject_threshold)
+    assert right(5 / 8, classifier.live) > right(5 / 8, final) + 0.05
+    assert min(right(1.0, classifier.live), right(1.0, final)) > 0.95
 
 
 def test_keras_and_tflite_agree(mnist_test, tflite_probabilities):
@@ -93,7 +117,7 @@ def test_training_smoke_run_writes_a_servable_model(tmp_path):
     assert log["epochs_run"] == 1
     assert log["data_sha256"]
     probabilities = Classifier.load(tmp_path / "digits.tflite").predict(np.zeros((2, 28, 28)))
-    assert probabilities.shape == (2, 11)
+    assert probabilities.shape == (2, 22)
 
 
 def test_server_import_graph_has_no_tensorflow():
