@@ -553,7 +553,11 @@ def summary_rows(card: dict) -> list[tuple[str, str, str]]:
             "<= 5/8",
         ),
         ("'not a digit' threshold (p[10] >=)", f"{rej['threshold']:.4g}", ""),
-        ("  live head's threshold (p[21] >=)", f"{rej.get('live_threshold', 0):.4g}", ""),
+        (
+            "  live head's threshold (p[21] >=)",
+            f"{rej['live_threshold']:.4g}" if "live_threshold" in rej else "no live head",
+            "",
+        ),
         (
             "  held-out digits kept / non-digits answered as digit",
             f"{rej['digit_keep_rate']:.2%} / {rej['false_accept_rate']:.2%}",

@@ -108,10 +108,10 @@ class Classifier:
             classifier.reject_threshold = threshold
             classifier.info["not_a_digit_threshold"] = threshold
             classifier.live = Head(0, threshold)
-        if classifier.num_outputs == 2 * HEAD_WIDTH:
-            live_threshold = float(rejection.get("live_threshold") or threshold)
-            classifier.live = Head(HEAD_WIDTH, live_threshold)
-            classifier.info["live_not_a_digit_threshold"] = live_threshold
+            if classifier.num_outputs == 2 * HEAD_WIDTH:
+                live_threshold = float(rejection.get("live_threshold") or threshold)
+                classifier.live = Head(HEAD_WIDTH, live_threshold)
+                classifier.info["live_not_a_digit_threshold"] = live_threshold
         return classifier
 
     def predict(self, x: np.ndarray) -> np.ndarray:
