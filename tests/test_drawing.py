@@ -36,6 +36,13 @@ def test_strokes_payload_becomes_float_arrays():
     np.testing.assert_array_equal(drawing.strokes[0], [[1, 2], [3.5, 4]])
 
 
+def test_points_and_strokes_may_mix_lists_and_tuples():
+    """A Python caller may pass tuples; mixing them with lists is accepted too (the type
+    check is a subset test, not equality with the set of point types)."""
+    drawing = parse_drawing({"seq": 1, "strokes": [[(1, 2), [3, 4]], ([5, 6],)]})
+    assert [s.tolist() for s in drawing.strokes] == [[[1, 2], [3, 4]], [[5, 6]]]
+
+
 def test_empty_drawing_is_valid():
     assert parse_drawing({"seq": 0, "strokes": []}).strokes == ()
     (stroke,) = parse_drawing({"seq": 0, "strokes": [[]]}).strokes
@@ -233,6 +240,13 @@ def test_a_data_url_of_another_type_is_refused_even_holding_an_image():
         assert error_code({"seq": 1, "image": f"{head},{base64_text(small_png())}"}) == (
             "bad_image"
         )
+
+
+def test_a_data_url_ends_its_header_at_the_first_comma():
+    """RFC 2397: the first comma ends the header. A media type holding a comma is refused,
+    even when the text after the last comma is a valid image."""
+    text = base64_text(small_png())
+    assert error_code({"seq": 1, "image": f"data:image/x,y;base64,{text}"}) == "bad_image"
 
 
 def test_pixel_limit_is_exact():

@@ -55,6 +55,7 @@ def test_other_modes_are_refused(mode: object) -> None:
     with pytest.raises(PayloadError) as refused:
         parse_drawing({"seq": 1, "strokes": [], "mode": mode})
     assert refused.value.code == "bad_payload"
+    assert isinstance(refused.value.message, str) and "mode" in refused.value.message
 
 
 def test_number_mode_reads_strokes_not_images() -> None:
