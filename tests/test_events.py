@@ -72,6 +72,14 @@ def test_connect_sends_ready(socket_client, app):
     assert limits["snapshot_max_hz"] == config.SNAPSHOT_MAX_HZ
 
 
+def test_ready_goes_only_to_the_session_that_connected(socket_client, app):
+    wait_for(socket_client, "ready")
+    other = socketio.test_client(app)
+    assert len(packets(other, "ready")) == 1
+    assert len(packets(socket_client, "ready")) == 1  # not sent again when another connects
+    other.disconnect()
+
+
 def test_disconnect_forgets_the_session_its_pending_snapshot_and_queued_predicts(app_factory):
     """Pending work exists when the session goes: a snapshot held by the rate cap and a
     predict the (stopped) loop has not taken. Its snapshot is forgotten at once, its predict
