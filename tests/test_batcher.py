@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from server import segment
-from server.batcher import Batcher, Hooks, Ticket
+from server.batcher import Batcher, Hooks, Ticket, process
 from server.config import Config
 from server.drawing import Drawing
 from server.inference import Classifier
@@ -792,3 +792,111 @@ def test_stop_ends_the_loop(classifier):
     h.batcher.stop()
     loop.join(10)
     assert not loop.is_alive()
+
+
+# --- found by mutation testing (docs/reliability.md) ------------------------------------------
+
+
+def test_a_batch_holds_at_most_max_batch_items(classifier):
+    """Predicts first, then snapshots, never more than MAX_BATCH in one model call; the rest
+    waits for the next iteration (a full batch with snapshots waiting is not an error)."""
+    h = Harness(classifier, MAX_BATCH=2)
+    h.open("a", "b", "c")
+    tickets = [h.predict("a", seq) for seq in (1, 2, 3)]
+    assert [item.drawing.seq for item in h.step()] == [1, 2]
+    for sid in ("a", "b", "c"):
+        h.snapshot(sid, 10)
+    assert [(item.kind, item.session.sid) for item in h.step()] == [
+        ("predict", "a"),
+        ("snapshot", "a"),
+    ]
+    assert [item.session.sid for item in h.step()] == ["b", "c"]
+    assert h.step() == []
+    assert [t.answer["seq"] for t in tickets] == [1, 2, 3]
+
+
+def test_pending_counts_the_running_predicts(harness):
+    seen = []
+    harness.predict("a", 1)
+    harness.snapshot("a", 2)
+    harness.while_running.append(lambda: seen.append(harness.stats()["pending"]))
+    harness.step()
+    assert seen == [1]  # the running predict is still pending (a started snapshot is not)
+    assert harness.stats()["pending"] == 0
+
+
+def test_the_loop_waits_until_the_next_snapshot_is_due(classifier):
+    """An idle loop sleeps exactly until the rate cap lets the soonest snapshot start, and
+    with nothing pending it still wakes now and then (a safety net behind every submit's
+    wake-up)."""
+    h = Harness(classifier)
+    waits: list[float | None] = []
+    due = iter([([], 0.03), ([], None)])
+
+    class Wake:
+        def clear(self) -> None:
+            pass
+
+        def set(self) -> None:
+            pass
+
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout)
+            return False
+
+    def take(now):
+        step = next(due, None)
+        if step is None:
+            h.batcher.stop()
+            return [], None
+        return step
+
+    h.batcher._wake = Wake()
+    h.batcher._take = take
+    h.batcher.run()
+    assert waits[0] == pytest.approx(0.03)
+    assert waits[1] is not None and waits[1] > 0
+
+
+def test_process_measures_its_work_and_its_model_call(classifier):
+    started = time.perf_counter()
+    batch = process([drawing(1)], [True], classifier, Config().MAX_IMAGE_PIXELS)
+    elapsed = time.perf_counter() - started
+    assert 0 < batch.inference_s <= batch.work_s <= elapsed
+
+
+def test_decoding_keeps_the_configured_pixel_limit(classifier):
+    """The pixel limit is checked again when the image is decoded: the configured one."""
+    h = Harness(classifier, MAX_IMAGE_PIXELS=99 * 100)
+    h.open("a")
+    data = encode(seven("alpha").resize((100, 100)))
+    image = Drawing(seq=1, image=data, width=100, height=100)
+    ticket = h.batcher.submit_predict("a", image, time.monotonic())
+    h.step()
+    assert ticket.answer["code"] == "image_too_many_pixels"
+
+
+def test_a_classifier_with_only_predict_reads_plain_digits(classifier):
+    """A classifier without a threshold or a live head: argmax digits, no error."""
+
+    class OnlyPredict:
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return classifier.predict(x)
+
+    batch = process([drawing(1), drawing(2)], [True, False], OnlyPredict(), 10**6)
+    assert [r.error for r in batch.results] == [None, None]
+    assert [r.reading.digit for r in batch.results] == [1, 1]
+
+
+def test_a_number_read_as_too_many_digits_is_refused_by_code(harness):
+    """Touching waves in a row: few enough blocks for the candidates, but the best reading
+    has more than MAX_DIGITS digits (refused by the partition, not by the plan)."""
+    t = np.linspace(0, 1, 50)
+    waves = tuple(
+        np.column_stack((80.0 * i + 30 * np.sin(t * 40), 40 + 170 * t))
+        for i in range(segment.MAX_DIGITS + 1)
+    )
+    segment.candidates(waves)  # within the plan's bounds
+    harness.snapshot("a", 1, waves, "number")
+    harness.step()
+    assert harness.last("a", "error")["code"] == "too_many_digits"
