@@ -732,10 +732,11 @@ def test_drain_answers_queued_predicts_then_refuses_new_work(classifier):
         h.step()
 
     h.batcher._hooks.sleep = sleep
+    assert h.batcher.draining is False  # a bool: the cluster publishes it as JSON
     assert h.batcher.drain(timeout=10.0)
     assert sleeps and all(0 < s <= 0.1 for s in sleeps)  # it notices promptly
     assert [t.answer["digit"] for t in tickets] == [1, 1]
-    assert h.batcher.draining
+    assert h.batcher.draining is True
     for attempt in (lambda: h.predict("a", 2), lambda: h.batcher.open("b", "127.0.0.1")):
         with pytest.raises(Refusal) as refused:
             attempt()

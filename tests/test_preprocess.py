@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,162 @@ def test_rendered_pen_digits_carry_as_much_ink_as_mnist():
     pen_mass = float(np.mean([render_strokes(samples[i]["strokes"]).sum() for i in picked]))
     print(json.dumps({"mnist_mean_ink": mnist_mass, "rendered_pen_mean_ink": pen_mass}))
     assert abs(pen_mass / mnist_mass - 1) < 0.1
+
+
+# --- corners found by mutation testing (docs/reliability.md) ----------------------------
+
+
+def alpha_image(ink: np.ndarray, size: tuple[int, int] = (40, 40)) -> bytes:
+    """A transparent PNG holding `ink` (alpha levels) at (10, 10): a browser canvas."""
+    alpha = np.zeros((size[1], size[0]), np.uint8)
+    alpha[10 : 10 + ink.shape[0], 10 : 10 + ink.shape[1]] = ink
+    rgba = np.zeros((*alpha.shape, 4), np.uint8)
+    rgba[..., 3] = alpha
+    return encode(Image.fromarray(rgba, "RGBA"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        [[0, 0], [120, 0], [120, 60], [200, 60]],  # right angles, segments of unequal length
+        [[0, 0], [30, 0], [30, 200], [160, 275], [100, 379]],  # a 60-degree turn
+    ],
+)
+def test_a_sharp_turn_is_as_round_as_two_strokes_meeting_there(path):
+    """Every turn sharper than 40 degrees gets a round join: the stroke looks exactly like
+    its segments drawn as separate strokes (each with round caps)."""
+    segments = [np.array(path[i : i + 2], float) for i in range(len(path) - 1)]
+    np.testing.assert_array_equal(render_strokes([np.array(path, float)]), render_strokes(segments))
+
+
+@pytest.mark.parametrize(
+    "points, is_a_dot",
+    [
+        ([[1e6, 1e6], [1e6 + 2.5e-10, 1e6]], True),  # float noise far from the origin
+        ([[0.0, 0.0], [1e-12, 0.0]], True),  # ... and near it (relative to 1, not to 0)
+        ([[0.0, 0.0], [0.9e-9, 0.0]], True),
+        ([[0.0, 0.0], [1.5e-9, 0.0]], False),  # beyond 1e-9 it is a (tiny) stroke
+    ],
+)
+def test_points_within_float_noise_of_each_other_are_one_dot(points, is_a_dot):
+    dot = render_strokes([[[50.0, 60.0]]])
+    assert np.array_equal(render_strokes([points]), dot) is is_a_dot
+
+
+def test_ink_levels_are_stretched_linearly_above_the_floor():
+    """The strongest ink becomes 1; every level is scaled by the same factor; levels at
+    INK_FLOOR (10%) of the peak are ink, fainter ones are background. (A 20x20 crop is
+    placed unscaled, so the levels reach the model input exactly.)"""
+    ink = np.full((20, 20), 100, np.uint8)
+    ink[5, 5], ink[5, 10], ink[10, 5] = 80, 10, 9
+    x = image_to_input(alpha_image(ink), MAX_PIXELS)
+    expected = np.float32([0, 26, 204, 255]) / np.float32(255)  # 10 -> 25.5, 80 -> 204
+    np.testing.assert_array_equal(np.unique(x), expected)
+    assert x[x > 0].size == 399  # the pixel at 9 (under the floor) is background
+
+
+def test_the_faintest_ink_is_ink():
+    ink = np.zeros((3, 3), np.uint8)
+    ink[1, 1] = 1  # one alpha level: still drawn
+    assert_model_input(image_to_input(alpha_image(ink), MAX_PIXELS))
+    grey = Image.new("L", (30, 30), 255)
+    grey.putpixel((15, 15), 254)
+    assert_model_input(image_to_input(encode(grey), MAX_PIXELS))
+
+
+@pytest.mark.parametrize("size", [(1, 100), (100, 1)])
+def test_a_one_pixel_line_stays_one_pixel_thin(size):
+    """Scaled down to fit the box, a one-pixel line keeps one row or column (not two)."""
+    ink = np.full(size[::-1], 255, np.uint8)
+    x = image_to_input(alpha_image(ink, (120, 120)), MAX_PIXELS)
+    assert ink_box(x) == ((20, 1) if size == (1, 100) else (1, 20))
+
+
+def test_a_mid_grey_background_is_light():
+    """A border of exactly 128 is a light background: the dark mark on it is the ink."""
+    marks = []
+    for background in (128, 255):
+        image = Image.new("L", (50, 50), background)
+        ImageDraw.Draw(image).line([(10, 10), (30, 40)], fill=0, width=4)
+        marks.append(image_to_input(encode(image), MAX_PIXELS))
+    assert_model_input(marks[0])
+    np.testing.assert_array_equal(marks[0], marks[1])
+
+
+@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0))])
+def test_a_transparent_colour_key_is_background(mode, key):
+    """PNGs whose transparency is one colour (a tRNS key, no alpha channel) read like a
+    canvas with alpha: the keyed colour is background."""
+    coverage = Image.new("L", (60, 60))
+    ImageDraw.Draw(coverage).line([(10, 10), (40, 50)], fill=255, width=5)
+    keyed = coverage.convert(mode)
+    reference = Image.new("RGBA", (60, 60), (0, 0, 0, 0))
+    reference.putalpha(coverage)
+    np.testing.assert_array_equal(
+        image_to_input(encode(keyed, transparency=key), MAX_PIXELS),
+        image_to_input(encode(reference), MAX_PIXELS),
+    )
+
+
+@pytest.mark.parametrize("heavy", ["top", "bottom", "left", "right"])
+def test_ink_heaped_at_one_side_is_pushed_to_the_fields_edge_not_cut(heavy):
+    """Centring by mass would move such a patch out of the field: it stops at the edge,
+    every pixel of it kept."""
+    ink = np.zeros((20, 20), np.uint8)
+    bar, corner = {
+        "top": ((0, slice(None)), (19, 0)),
+        "bottom": ((19, slice(None)), (0, 0)),
+        "left": ((slice(None), 0), (0, 19)),
+        "right": ((slice(None), 19), (0, 0)),
+    }[heavy]
+    ink[bar] = 255
+    ink[corner] = 255
+    x = image_to_input(alpha_image(ink), MAX_PIXELS)
+    assert x.sum() == 21  # the 20x20 patch is placed unscaled and whole
+    edge = {"top": x[-1], "bottom": x[0], "left": x[:, -1], "right": x[:, 0]}[heavy]
+    assert edge.sum() > 0  # the far side of the patch touches the field's edge
+
+
+def test_ink_that_averages_away_when_shrunk_is_empty_and_a_faint_rest_is_not():
+    """Two single pixels far apart: shrunk by 50 they average to nothing (empty, not an
+    error); shrunk by 10 a faint trace of each is left, and that is an input."""
+    for size, empty in ((1000, True), (200, False)):
+        ink = np.zeros((size, size), np.uint8)
+        ink[0, 0] = ink[-1, -1] = 255
+        x = image_to_input(alpha_image(ink, (size + 20, size + 20)), MAX_PIXELS)
+        if empty:
+            assert x is None
+        else:
+            assert_model_input(x)
+            assert 0 < x.sum() < 1
+
+
+def test_blank_images_need_no_arithmetic_on_nothing():
+    """A blank picture is empty without dividing by a zero peak (no NaN cast to a byte)."""
+    for image in (Image.new("L", (50, 50), 128), Image.new("RGBA", (9, 9), (0, 0, 0, 0))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert image_to_input(encode(image), MAX_PIXELS) is None
+
+
+def test_decoding_accepts_exactly_the_pixel_limit_and_says_why_it_refuses():
+    image = Image.new("L", (100, 100), 255)
+    image.putpixel((50, 50), 0)
+    assert_model_input(image_to_input(encode(image), max_pixels=100 * 100))
+    with pytest.raises(PayloadError) as refused:
+        image_to_input(encode(image), max_pixels=100 * 100 - 1)
+    assert "100x100" in refused.value.message
+    with pytest.raises(PayloadError) as refused:
+        image_to_input(b"not an image", MAX_PIXELS)
+    assert isinstance(refused.value.message, str) and refused.value.message
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP"])
+def test_decoding_reads_only_png_jpeg_and_webp(fmt):
+    """Preprocessing refuses other formats itself too (not only the edge's header check)."""
+    with pytest.raises(PayloadError) as refused:
+        image_to_input(encode(seven("dark_on_light"), fmt), MAX_PIXELS)
+    assert refused.value.code == "bad_image"
 
 
 # --- exactly what the model sees ---------------------------------------------------------
