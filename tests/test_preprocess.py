@@ -447,6 +447,11 @@ GOLDEN = {
     "image_seven_alpha": "5e81c401685f990c",
     "image_small_grey": "d3395db9a1cefa5d",
     "image_big_palette": "39b55c834e9452c7",
+    "image_enlarged_by_less_than_two": "e7b36e8a51173ad2",
+    "image_border_exactly_half_ink": "cbe11dfce0b16e85",
+    "strokes_sub_pixel_steps_three_points": "b30c674ffac2ce16",
+    "strokes_sub_pixel_steps_first_step": "9920d06e09189b2c",
+    "strokes_sub_pixel_steps_last_step": "50707d87985e2f93",
 }
 GOLDEN_PNG = {"to_png_data_url": "bcbbace199401c9d", "tiny_png": "a4403aa0fcde397f"}
 
@@ -492,6 +497,32 @@ def golden_inputs() -> dict[str, np.ndarray | None]:
     }
     for style in STYLES:
         inputs[f"image_seven_{style}"] = image_to_input(encode(seven(style)), MAX_PIXELS)
+    # Found by mutation testing: an ink crop enlarged by less than 2 (bilinear, not box), a
+    # border exactly half ink (its median sits between the two shades, so every border
+    # pixel counts; the side columns are ink, the top and bottom rows paper), and strokes
+    # whose steps are about one raster pixel (what simplification keeps: a three-point
+    # stroke, the first step, the last point).
+    enlarged = Image.new("L", (30, 30), 255)
+    ImageDraw.Draw(enlarged).line([(5, 5), (18, 16)], fill=0, width=2)
+    inputs["image_enlarged_by_less_than_two"] = image_to_input(encode(enlarged), MAX_PIXELS)
+    fence = Image.new("L", (30, 32), 230)
+    ImageDraw.Draw(fence).line([(0, 1), (0, 30)], fill=20)
+    ImageDraw.Draw(fence).line([(29, 1), (29, 30)], fill=20)
+    ImageDraw.Draw(fence).line([(6, 6), (22, 25)], fill=20, width=3)
+    ImageDraw.Draw(fence).rectangle((8, 18, 14, 26), fill=180)
+    inputs["image_border_exactly_half_ink"] = image_to_input(encode(fence), MAX_PIXELS)
+    long_stroke = [[8.446, -1.437], [87.872, 77.836]]
+    inputs["strokes_sub_pixel_steps_three_points"] = render_strokes(
+        [[[-1.091, -1.278], [-0.461, -0.697], [0.834, -1.451]], long_stroke]
+    )
+    wiggle = [[0.855, -0.489], [2.615, -0.29], [2.233, 2.263], [1.909, 1.041], [2.111, 1.003]]
+    wiggle += [[3.177, 0.081], [3.982, 0.934], [3.314, 1.097], [2.483, 3.443]]
+    inputs["strokes_sub_pixel_steps_first_step"] = render_strokes(
+        [wiggle, [[-3.521, -2.265], [74.671, 78.269]]]
+    )
+    inputs["strokes_sub_pixel_steps_last_step"] = render_strokes(
+        [[[0.395, 0.107], [0.032, 0.106], [0.229, -0.281]], [[1.976, 2.149], [83.48, 74.079]]]
+    )
     return inputs
 
 
