@@ -834,13 +834,7 @@ def test_the_loop_waits_until_the_next_snapshot_is_due(classifier):
     waits: list[float | None] = []
     due = iter([([], 0.03), ([], None)])
 
-    class Wake:
-        def clear(self) -> None:
-            pass
-
-        def set(self) -> None:
-            pass
-
+    class Wake(threading.Event):
         def wait(self, timeout: float | None = None) -> bool:
             waits.append(timeout)
             return False
