@@ -49,6 +49,11 @@ CONTRIBUTORS = ("apb", "ced", "imp", "tos")
 # meets both acceptance bounds (>= 98.5% of strangers' digits kept, <= 10% of non-digits
 # accepted) with room on each; at 99.5% kept, the false accepts were 10-20% per fold.
 DIGIT_KEEP = 0.99
+# A number is read wrong when any one part is rejected, so a part's threshold keeps more:
+# 99.8% a part keeps 99% of 5-digit numbers whole (0.998 ** 5). On the fold models' dev
+# numbers (python -m model.tune_numbers, the previous folds) it read 1.3 points more whole than
+# DIGIT_KEEP's threshold; a part that is surely no digit is still answered "?".
+NUMBER_DIGIT_KEEP = 0.998
 REPORTED_KEEPS = (0.99, 0.995)
 EVAL_SEED = 20261205  # probes and generated negatives: not the training seed
 GENERATED_PER_FOLD = 2_000
@@ -338,6 +343,14 @@ def loco_card(folds: dict, model_dir: Path) -> tuple[dict, dict]:
         ),
         "plot": "rejection_roc.png",
     }
+    number_threshold = keep_threshold(pos, NUMBER_DIGIT_KEEP)
+    rejection["number_threshold"] = round(number_threshold, 6)
+    rejection["number_rule"] = (
+        "each part of a number-mode answer is not_a_digit when p[10] >= number_threshold: "
+        f"it keeps {NUMBER_DIGIT_KEEP:.1%} of out-of-fold digits (a number is wrong when any "
+        "part is rejected)"
+    )
+    rejection["number_false_accept_rate"] = accepted(both, number_threshold)
     cuts = np.concatenate([f["cuts"] for f in folds.values()])
     settle_labels = np.concatenate([f["labels"] for f in folds.values()])
     live = live_columns(cuts)
@@ -556,6 +569,11 @@ def summary_rows(card: dict) -> list[tuple[str, str, str]]:
         (
             "  live head's threshold (p[21] >=)",
             f"{rej['live_threshold']:.4g}" if "live_threshold" in rej else "no live head",
+            "",
+        ),
+        (
+            "  a number's parts' threshold (p[10] >=)",
+            f"{rej['number_threshold']:.4g}" if "number_threshold" in rej else "as above",
             "",
         ),
         (

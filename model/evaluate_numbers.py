@@ -136,7 +136,7 @@ def read_ours(batch: Sequence[Sequence[np.ndarray]], classifier: Classifier) -> 
         if i in errors:
             readings.append((f"<{errors[i]}>", []))
             continue
-        parts = segment.best_partition(plan, rows, classifier.reject_threshold)
+        parts = segment.best_partition(plan, rows, classifier.number_threshold)
         readings.append((segment.number_text(parts), [p.strokes for p in parts]))
     return readings
 
@@ -358,7 +358,7 @@ def time_bad_inputs(cases: dict[str, list[np.ndarray]], classifier: Classifier) 
             try:
                 plan = segment.candidates(strokes)
                 outputs = classifier.predict(segment.render(plan, strokes))
-                parts = segment.best_partition(plan, outputs, classifier.reject_threshold)
+                parts = segment.best_partition(plan, outputs, classifier.number_threshold)
                 answer = f"{len(parts)} digits from {len(plan.candidates)} candidates"
             except PayloadError as e:
                 answer = f"refused: {e.code}"
@@ -378,8 +378,8 @@ def leave_one_contributor_out(
     """Each institution's numbers read by the fold model that never saw its writers (the
     honest figure for "other institutions' writers" when the served model has seen every
     dev writer); None without fold models. The folds have a reduced training budget, so
-    they understate the served model; they use the served model's rejection threshold,
-    which was picked on their out-of-fold scores."""
+    they understate the served model; they use the served model's rejection thresholds,
+    which were picked on their out-of-fold scores."""
     contributors = sorted({n["contributor"] for n in numbers})
     paths = {c: FOLDS / f"{c}.tflite" for c in contributors}
     if not all(path.is_file() for path in paths.values()):
@@ -391,6 +391,7 @@ def leave_one_contributor_out(
     for contributor, path in paths.items():
         fold = Classifier.load(path)
         fold.reject_threshold = served.reject_threshold
+        fold.number_threshold = served.number_threshold
         mine = [n for n in numbers if n["contributor"] == contributor]
         run = run_readers(mine, fold)
         per[contributor] = by_contributor(mine, run)[contributor]

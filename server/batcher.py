@@ -139,6 +139,7 @@ def process(
     results = [Result() for _ in drawings]
     threshold = getattr(classifier, "reject_threshold", None)
     final_head = Head(0, threshold)
+    number_threshold = getattr(classifier, "number_threshold", threshold)
     heads = {True: final_head, False: getattr(classifier, "live", None) or final_head}
     inputs: list[np.ndarray] = []  # every image of the one model call, in order
     singles: list[tuple[int, int]] = []  # (item, row) of digit-mode drawings
@@ -173,7 +174,7 @@ def process(
         results[i].outputs = outputs[row]
         results[i].reading = heads[final[i]].read(outputs[row])
     for number in numbers:
-        number.finish(results[number.item], outputs, threshold)
+        number.finish(results[number.item], outputs, number_threshold)
     rendered_by_item = {number.item: number.images for number in numbers}
     for i, (result, image) in enumerate(zip(results, final, strict=True)):
         if image and result.x is not None:

@@ -64,6 +64,9 @@ class Classifier:
         # Probability of "not a digit" from which a drawing is answered as one; None when the
         # model has no such output.
         self.reject_threshold: float | None = None
+        # The same for one part of a number: higher, since a number is read wrong when any
+        # one of its parts is rejected (model/card.json `rejection.number_threshold`).
+        self.number_threshold: float | None = None
         # The head that reads live updates: the final one (columns 0-10) unless the model
         # has a live head of its own.
         self.live = Head(0, None)
@@ -108,6 +111,9 @@ class Classifier:
             classifier.reject_threshold = threshold
             classifier.info["not_a_digit_threshold"] = threshold
             classifier.live = Head(0, threshold)
+            number_threshold = float(rejection.get("number_threshold") or threshold)
+            classifier.number_threshold = number_threshold
+            classifier.info["number_not_a_digit_threshold"] = number_threshold
             if classifier.num_outputs == 2 * HEAD_WIDTH:
                 live_threshold = float(rejection.get("live_threshold") or threshold)
                 classifier.live = Head(HEAD_WIDTH, live_threshold)

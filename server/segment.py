@@ -237,7 +237,8 @@ def read_number(strokes: Sequence[ArrayLike], classifier: object) -> list[Part]:
     if not plan.candidates:
         return []
     outputs = classifier.predict(render(plan, strokes))  # type: ignore[attr-defined]
-    return best_partition(plan, outputs, getattr(classifier, "reject_threshold", None))
+    threshold = getattr(classifier, "reject_threshold", None)
+    return best_partition(plan, outputs, getattr(classifier, "number_threshold", threshold))
 
 
 def number_text(parts: Sequence[Part]) -> str:

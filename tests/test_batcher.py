@@ -414,6 +414,27 @@ def test_snapshots_are_read_by_the_live_head_and_predicts_by_the_final_head():
     assert h.known[-1] == [None] and fresh.answer["digit"] == 7
 
 
+class UnsureOfEverything:
+    """A row with p("not a digit") 0.95 (and a 4 next) for every drawing: over the threshold
+    of a lone drawing, under that of a number's part."""
+
+    reject_threshold = 0.9
+    number_threshold = 0.99
+
+    def predict(self, x):
+        row = np.zeros(HEAD_WIDTH, np.float32)
+        row[4], row[10] = 0.05, 0.95
+        return np.tile(row, (len(x), 1))
+
+
+def test_a_numbers_parts_are_read_with_the_number_threshold():
+    drawings = [Drawing(1, SEVEN), Drawing(2, SEVENTEEN, mode="number")]
+    single, number = process(drawings, [True, True], UnsureOfEverything(), 10**6).results
+    assert single.reading.verdict == "not_a_digit"
+    assert [p.reading.verdict for p in number.parts] == ["digit"] * len(number.parts)
+    assert segment.number_text(number.parts) == "4" * len(number.parts)
+
+
 def test_a_number_snapshot_then_its_predict(harness):
     harness.snapshot("a", 1, SEVENTEEN, "number")
     harness.step()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.inference import MAX_CHUNK, Classifier, ModelLoadError
+from server.inference import DEFAULT_REJECT_THRESHOLD, MAX_CHUNK, Classifier, ModelLoadError
 from server.reading import HEAD_WIDTH, Head
 
 MODEL = Path(__file__).resolve().parent.parent / "model" / "digits.tflite"
@@ -67,8 +67,10 @@ def test_info_names_the_exact_model(classifier):
         "test_accuracy": card["mnist_test"]["accuracy"],
         "not_a_digit_threshold": card["rejection"]["threshold"],
         "live_not_a_digit_threshold": card["rejection"]["live_threshold"],
+        "number_not_a_digit_threshold": card["rejection"]["number_threshold"],
     }
     assert classifier.reject_threshold == card["rejection"]["threshold"]
+    assert classifier.number_threshold == card["rejection"]["number_threshold"]
     assert classifier.live == Head(HEAD_WIDTH, card["rejection"]["live_threshold"])
 
 
@@ -77,6 +79,8 @@ def test_info_without_a_card(tmp_path):
     shutil.copy(MODEL, lone)
     assert Classifier.load(lone).info["name"] == "other"
     assert Classifier.load(lone).info["test_accuracy"] is None
+    without = Classifier.load(lone)  # a number's parts fall back to the one threshold
+    assert without.number_threshold == without.reject_threshold == DEFAULT_REJECT_THRESHOLD
 
 
 @pytest.mark.parametrize(

@@ -22,13 +22,13 @@ from server.reading import Head, read
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "model"
-# Regression floors for the committed model, not the issues' targets: the two-head model
-# measures 99.27% served (a reject is an error; 36 rejected at the threshold that keeps 99% of
-# held-out contributors' digits) and 99.55% argmax over the digits, short of the 99.5% /
-# 99.6% targets (model/card.json, README); a model below these floors is worse than the one
+# Regression floors for the committed model, not the issues' targets: the 20/40/64 model
+# measures 99.49% served (a reject is an error; 20 rejected at the threshold that keeps 99% of
+# held-out contributors' digits), one error short of the 99.5% target, and 99.64% argmax over
+# the digits (model/card.json, README); a model below these floors is worse than the one
 # shipped.
-MNIST_TARGET = 0.992  # served verdicts of the final head: a reject is an error
-MNIST_DIGIT_TARGET = 0.995  # argmax over the final head's ten digit columns
+MNIST_TARGET = 0.994  # served verdicts of the final head: a reject is an error
+MNIST_DIGIT_TARGET = 0.996  # argmax over the final head's ten digit columns
 NOT_A_DIGIT = 10
 
 

@@ -121,6 +121,7 @@ def test_dev_numbers_of_an_institution_the_model_never_saw(
         pytest.skip("no fold models (model/folds/)")
     fold = Classifier.load(fold_path)
     fold.reject_threshold = classifier.reject_threshold
+    fold.number_threshold = classifier.number_threshold
     items = [n for n in numbers if n["contributor"] == "apb"][:150]
     readings = read_ours([n["strokes"] for n in items], fold)
     whole = np.mean([text == n["label"] for (text, _), n in zip(readings, items, strict=True)])
