@@ -192,10 +192,11 @@ def socket_client(app):
 
 class CountingClassifier:
     """A real classifier that records the batch size of every predict call: tests check
-    that work is batched into ONE model call. No "not a digit" threshold, so readings are
+    that work is batched into ONE model call. No "not a digit" thresholds, so readings are
     plain argmax digits."""
 
     reject_threshold = None
+    number_threshold = None
 
     def __init__(self, classifier) -> None:
         self.classifier = classifier
