@@ -22,6 +22,7 @@ import numpy as np
 from model.evaluate_numbers import FOLDS, ROOT, heldout_writers, load_numbers
 from server import segment
 from server.inference import Classifier
+from server.reading import read
 
 PART_THRESHOLDS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)  # 1.0: parts are always digits
 GRID = {  # each around server.segment's pick
@@ -34,8 +35,8 @@ GRID = {  # each around server.segment's pick
 
 
 def _classified(numbers: Sequence[dict], classifier: Classifier) -> list[tuple]:
-    """(plan, log-probability of the best digit, best digit, "not a digit" probability) per
-    candidate of each number, at the loosest settings."""
+    """(plan, log-probability of the best digit, model outputs) per candidate of each
+    number, at the loosest settings."""
     saved = segment.MAX_WIDTH
     segment.MAX_WIDTH = max(GRID["MAX_WIDTH"])
     try:
@@ -43,24 +44,16 @@ def _classified(numbers: Sequence[dict], classifier: Classifier) -> list[tuple]:
         for n in numbers:
             plan = segment.candidates(n["strokes"])
             rows = classifier.predict(segment.render(plan, n["strokes"]))
-            digits = rows[:, : segment.NUM_DIGITS]
-            best = np.log(np.maximum(digits.max(axis=1), 1e-6))
-            rejects = rows[:, segment.NUM_DIGITS] if rows.shape[1] > segment.NUM_DIGITS else None
-            out.append((plan, best.tolist(), digits.argmax(axis=1).tolist(), rejects))
+            best = np.log(np.maximum(rows[:, : segment.NUM_DIGITS].max(axis=1), 1e-6))
+            out.append((plan, best.tolist(), rows))
         return out
     finally:
         segment.MAX_WIDTH = saved
 
 
-def _read(
-    plan: segment.Plan,
-    logp: list[float],
-    digits: list[int],
-    rejects: np.ndarray | None,
-    threshold: float | None,
-) -> str:
-    """The number read at the grid's current priors; a part reads "?" when its "not a
-    digit" probability passes `threshold`, as the server answers it (server.reading)."""
+def _read(plan: segment.Plan, logp: list[float], rows: np.ndarray, threshold: float | None) -> str:
+    """The number read at the grid's current priors, each part as the server reads it
+    with `threshold` (server.reading)."""
     priors = [segment.geometric_prior(c.features) for c in plan.candidates]
     scores = [lp + (p or 0.0) for lp, p in zip(logp, priors, strict=True)]
     chosen = []
@@ -68,9 +61,11 @@ def _read(
         allowed = [(i, cover) for i, cover in covers if priors[i] is not None]
         chosen += segment._exact_cover(allowed, scores)
     chosen.sort(key=lambda i: plan.candidates[i].box[0] + plan.candidates[i].box[2])
-    if threshold is None or rejects is None:
-        return "".join(str(digits[i]) for i in chosen)
-    return "".join("?" if rejects[i] >= threshold else str(digits[i]) for i in chosen)
+    parts = [
+        segment.Part(plan.candidates[i].strokes, plan.candidates[i].box, read(rows[i], threshold))
+        for i in chosen
+    ]
+    return segment.number_text(parts)
 
 
 def _unseen(numbers: Sequence[dict], served: Classifier) -> tuple[list[tuple], list[bool]]:

@@ -139,7 +139,7 @@ def process(
     results = [Result() for _ in drawings]
     threshold = getattr(classifier, "reject_threshold", None)
     final_head = Head(0, threshold)
-    number_threshold = getattr(classifier, "number_threshold", threshold)
+    number_threshold = segment.part_threshold(classifier)
     heads = {True: final_head, False: getattr(classifier, "live", None) or final_head}
     inputs: list[np.ndarray] = []  # every image of the one model call, in order
     singles: list[tuple[int, int]] = []  # (item, row) of digit-mode drawings

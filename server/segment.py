@@ -237,8 +237,14 @@ def read_number(strokes: Sequence[ArrayLike], classifier: object) -> list[Part]:
     if not plan.candidates:
         return []
     outputs = classifier.predict(render(plan, strokes))  # type: ignore[attr-defined]
+    return best_partition(plan, outputs, part_threshold(classifier))
+
+
+def part_threshold(classifier: object) -> float | None:
+    """The "not a digit" threshold for a number's parts: the classifier's own
+    (server.inference), else its single-drawing one (a stand-in with only that)."""
     threshold = getattr(classifier, "reject_threshold", None)
-    return best_partition(plan, outputs, getattr(classifier, "number_threshold", threshold))
+    return getattr(classifier, "number_threshold", threshold)
 
 
 def number_text(parts: Sequence[Part]) -> str:
